@@ -1,0 +1,64 @@
+# Tessera: every target installs what it needs into .venv first.
+# A fresh clone needs exactly two commands: `make cluster` and `make test`.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+STUBS  := proto/storage_pb2.py proto/storage_pb2_grpc.py
+
+N        ?= 6
+GATEWAYS ?= 2
+KES      ?= 2
+PARITY   ?=
+
+CLUSTER_ARGS := --nodes $(N) --gateways $(GATEWAYS) --kes $(KES) $(if $(PARITY),--parity $(PARITY),)
+
+.PHONY: install proto cluster cluster-down cluster-status test test-unit test-integration \
+        test-chaos lint bench clean
+
+install: $(STAMP) $(STUBS)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Stubs are build output (see .gitignore): regenerated whenever the .proto changes,
+# so they can never drift from it.
+$(STUBS): proto/storage.proto $(STAMP)
+	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. proto/storage.proto
+
+proto: $(STUBS)
+
+cluster: install
+	$(PY) -m cluster up $(CLUSTER_ARGS)
+
+cluster-down: install
+	$(PY) -m cluster down
+
+cluster-status: install
+	$(PY) -m cluster status
+
+test: install
+	$(PY) -m ruff check .
+	$(PY) -m pytest tests
+
+test-unit: install
+	$(PY) -m pytest tests/unit
+
+test-integration: install
+	$(PY) -m pytest tests/integration
+
+test-chaos: install
+	$(PY) -m pytest tests/chaos
+
+lint: install
+	$(PY) -m ruff check .
+
+bench: install
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) $(STUBS) proto/storage_pb2.pyi .pytest_cache
