@@ -19,6 +19,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--kes", type=int, default=2)
     up.add_argument("--parity", type=int, default=2)
     up.add_argument("--set-size", type=int, default=None)
+    up.add_argument("--ports", choices=("fixed", "auto"), default="fixed",
+                    help="fixed: the documented port scheme; auto: free ephemeral ports")
     sub.add_parser("down", help="stop every process of the cluster (data stays)")
     sub.add_parser("status", help="one line per process, with its health")
     for name, text in (("kill", "SIGKILL a process"), ("pause", "SIGSTOP a process"),
@@ -64,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "up":
             spec = ClusterSpec(nodes=args.nodes, gateways=args.gateways, kes=args.kes,
-                               parity=args.parity, set_size=args.set_size)
+                               parity=args.parity, set_size=args.set_size,
+                               ports=args.ports)
             cluster.up(spec)
             _print_summary(cluster)
         elif args.command == "down":
