@@ -141,7 +141,7 @@ class _Exchange:
         return out
 
     async def send_response(self, response: Response, req: S3Request, ctx: Context) -> None:
-        length = response.length if response.stream is not None else len(response.body)
+        length = response.length if response.length is not None else len(response.body)
         headers = dict(response.headers)
         if length is not None:
             headers["content-length"] = str(length)
