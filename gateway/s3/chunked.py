@@ -64,6 +64,7 @@ class ChunkedDecoder:
                 self.decoded += take
                 pos += take
                 if self._remaining == 0:
+                    self._verify_chunk()
                     self._state = _DATA_END
                 continue
             if self._state == _DONE:
