@@ -87,6 +87,7 @@ class RequestBody:
                 raise ClientDisconnected()
             chunk = message.get("body", b"")
             more = message.get("more_body", False)
+            self._ctx.body_complete = not more
             if chunk:
                 pending.append(chunk)
                 size += len(chunk)

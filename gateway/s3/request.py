@@ -139,4 +139,10 @@ class Context:
     layer: ObjectLayer
     config: GatewayConfig
     receive: Any
-    body_started: bool = False
+    body_started: bool = False  # a handler began reading the body
+    body_complete: bool = False  # ... and read it to its end
+
+    @property
+    def unread_body(self) -> bool:
+        """Body bytes may still be on the wire: the connection cannot carry another request."""
+        return self.req.has_body and not self.body_complete

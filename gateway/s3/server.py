@@ -145,7 +145,7 @@ class _Exchange:
         headers = dict(response.headers)
         if length is not None:
             headers["content-length"] = str(length)
-        close = req.has_body and not ctx.body_started
+        close = ctx.unread_body
         try:
             await self._send({"type": "http.response.start", "status": response.status,
                               "headers": self._headers(headers, req.request_id, close)})
@@ -172,9 +172,7 @@ class _Exchange:
                                   error.fields)
         headers = {"content-type": "application/xml", "content-length": str(len(body))}
         headers.update(error.headers)
-        close = True if req is None else (req.has_body and not (ctx and ctx.body_started))
-        if req is not None and ctx is not None and ctx.body_started:
-            close = True  # the body may be half read: the connection cannot be reused
+        close = ctx.unread_body if ctx is not None else True
         await self._send({"type": "http.response.start", "status": error.status,
                           "headers": self._headers(headers, request_id, close)})
         self.started = True
