@@ -54,6 +54,7 @@ class S3Request:
     args: dict[str, str] = field(default_factory=dict)  # first value of each query name
     h: dict[str, str] = field(default_factory=dict)  # headers; repeats joined with ","
     auth: SigningContext | None = None
+    vhost: bool = False  # the bucket came from the Host header
     operation: str = "-"  # the route's name, for the log line
 
     @classmethod
@@ -90,6 +91,7 @@ class S3Request:
             if host.endswith("." + bare):
                 bucket = host[: -len(bare) - 1]
                 key = self.path[1:] if self.path.startswith("/") else self.path
+                self.vhost = True
                 return bucket, key or None
         parts = self.path.lstrip("/").split("/", 1) if self.path.startswith("/") else [""]
         bucket = parts[0] or None

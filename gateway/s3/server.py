@@ -76,7 +76,8 @@ class S3Application:
             # layer offers a probe of its own (write quorum reachable).
             return Response(200, {"content-type": "text/plain"})
         req.auth = verify_request(req.method, req.raw_path, req.query, req.headers,
-                                  self.secrets, self.config.region)
+                                  self.secrets, self.config.region,
+                                  vhost_bucket=req.bucket if req.vhost else None)
         route = self.router.match(req)
         req.operation = route.name
         _check_body_limit(req, route.max_body)

@@ -234,14 +234,22 @@ def _expected_signature(key: bytes, amz_date: str, scope: str, method: str, raw_
 
 def verify_request(method: str, raw_path: bytes, query: Sequence[tuple[str, str]],
                    headers: Sequence[tuple[str, str]], secrets: Mapping[str, str],
-                   region: str, now: float | None = None) -> SigningContext:
+                   region: str, now: float | None = None, *,
+                   vhost_bucket: str | None = None) -> SigningContext:
     """Verify a header-signed or presigned request; raise `S3Error` when it is not valid.
 
-    `headers` are (lower-case name, value) pairs as received; `query` decoded pairs.
+    `headers` are (lower-case name, value) pairs as received; `query` decoded pairs;
+    `vhost_bucket` the bucket named by the Host header (SigV2 signs it into the resource).
+    SigV2 requests are handed to `gateway/s3/sigv2.py`.
     """
+    from .sigv2 import is_v2_presigned, verify_v2
+
     now = time.time() if now is None else now
     header_map = {name: value for name, value in headers}
     authorization = header_map.get("authorization")
+    if (authorization or "").startswith("AWS ") or (not authorization
+                                                   and is_v2_presigned(query)):
+        return verify_v2(method, raw_path, vhost_bucket, query, headers, secrets, now)
     presigned = any(k == "X-Amz-Signature" for k, _ in query) or any(
         k == "X-Amz-Credential" for k, _ in query)
     if authorization and presigned:
@@ -253,10 +261,6 @@ def verify_request(method: str, raw_path: bytes, query: Sequence[tuple[str, str]
                               secrets, region, now)
     if presigned:
         return _verify_presigned(method, raw_path, query, headers, secrets, region, now)
-    if any(k == "Signature" and v for k, v in query) or any(k == "AWSAccessKeyId"
-                                                             for k, _ in query):
-        raise S3Error("InvalidRequest", "The authorization mechanism you have provided is not "
-                                        "supported. Please use AWS4-HMAC-SHA256.")
     raise S3Error("AccessDenied", "Anonymous access is not allowed; sign the request.")
 
 
@@ -264,9 +268,6 @@ def _verify_header(method: str, raw_path: bytes, query: Sequence[tuple[str, str]
                    headers: Sequence[tuple[str, str]], header_map: Mapping[str, str],
                    authorization: str, secrets: Mapping[str, str], region: str,
                    now: float) -> SigningContext:
-    if authorization.startswith("AWS "):
-        raise S3Error("InvalidRequest", "The authorization mechanism you have provided is not "
-                                        "supported. Please use AWS4-HMAC-SHA256.")
     match = _AUTH_RE.match(authorization.strip())
     if not match:
         raise S3Error("AuthorizationHeaderMalformed")

@@ -146,11 +146,12 @@ def test_malformed_authorization(authorization):
     assert exc.value.status in (400, 403)
 
 
-def test_signature_v2_is_refused_clearly():
-    headers = [("authorization", "AWS AKIDEXAMPLE:c2lnbmF0dXJl"), ("host", "h")]
+def test_signature_v2_with_a_bad_signature():
+    headers = [("authorization", "AWS AKIDEXAMPLE:c2lnbmF0dXJl"), ("host", "h"),
+               ("date", "Wed, 04 Mar 2026 05:06:07 GMT")]
     with pytest.raises(S3Error) as exc:
         verify_request("GET", b"/", [], headers, SECRETS, REGION, now=NOW.timestamp())
-    assert exc.value.code == "InvalidRequest"
+    assert exc.value.code == "SignatureDoesNotMatch"
 
 
 def test_anonymous_is_access_denied():
