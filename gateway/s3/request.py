@@ -117,7 +117,9 @@ class S3Request:
 
     @property
     def has_body(self) -> bool:
-        return (self.content_length() or 0) > 0 or "transfer-encoding" in self.h
+        """Whether body bytes may follow the headers (never raises: used on error paths)."""
+        value = self.h.get("content-length", "0").strip()
+        return not value.isdigit() or int(value) > 0 or "transfer-encoding" in self.h
 
 
 @dataclass

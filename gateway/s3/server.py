@@ -65,7 +65,11 @@ class S3Application:
                 log.warning("request %s: failed after the response started: %s: %s",
                             request_id, type(exc).__name__, exc)
             else:
-                await state.send_error(error, req, scope, request_id, ctx)
+                try:
+                    await state.send_error(error, req, scope, request_id, ctx)
+                except Exception as send_exc:  # the client is gone; nothing more to tell it
+                    log.warning("request %s: could not send the error response: %s",
+                                request_id, send_exc)
         finally:
             self._log(req, scope, request_id, status, code, state.sent, started)
 
