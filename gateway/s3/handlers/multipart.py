@@ -7,7 +7,11 @@ for (x-amz-checksum-algorithm on Create) from the parts' verified checksums.
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
+
 from gateway.objects.api import MAX_PART_NUMBER, MAX_PART_SIZE, CompletedPart, PartInfo
+from gateway.objects.errors import UploadNotFound
 
 from ..body import open_body, read_small_body
 from ..checksums import (
@@ -169,9 +173,36 @@ async def complete_multipart_upload(ctx: Context) -> Response:
     return xml_response(root, headers=encryption_headers(info.encryption))
 
 
+class _RecentAborts:
+    """Uploads this gateway aborted lately. S3 lets an abort be repeated for a short while,
+    so a client retrying an abort whose answer it lost sees success, not NoSuchUpload."""
+
+    def __init__(self, size: int = 10_000, ttl: float = 3600.0):
+        self._seen: OrderedDict[tuple[str, str, str], float] = OrderedDict()
+        self._size, self._ttl = size, ttl
+
+    def add(self, entry: tuple[str, str, str]) -> None:
+        self._seen[entry] = time.monotonic()
+        while len(self._seen) > self._size:
+            self._seen.popitem(last=False)
+
+    def __contains__(self, entry: tuple[str, str, str]) -> bool:
+        when = self._seen.get(entry)
+        return when is not None and time.monotonic() - when < self._ttl
+
+
+_RECENT_ABORTS = _RecentAborts()
+
+
 async def abort_multipart_upload(ctx: Context) -> Response:
     bucket, key = object_of(ctx)
-    await ctx.layer.abort_multipart_upload(bucket, key, ctx.req.args["uploadId"])
+    entry = (bucket, key, ctx.req.args["uploadId"])
+    try:
+        await ctx.layer.abort_multipart_upload(*entry)
+    except UploadNotFound:
+        if entry not in _RECENT_ABORTS:
+            raise
+    _RECENT_ABORTS.add(entry)
     return Response(204)
 
 
