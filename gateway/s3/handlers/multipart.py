@@ -26,7 +26,14 @@ from ..metadata import checksum_headers, put_metadata
 from ..request import Context, Response
 from ..sse import customer_key, encryption_headers, sse_for_write
 from ..xml import Element, iso8601, parse_xml
-from .common import bucket_of, int_arg, object_of, owner_element, xml_response
+from .common import (
+    bucket_of,
+    check_write_headers,
+    int_arg,
+    object_of,
+    owner_element,
+    xml_response,
+)
 
 __all__ = [
     "abort_multipart_upload",
@@ -46,6 +53,7 @@ _CHECKSUM_TAGS = {f"Checksum{a}": a for a in ALGORITHMS}
 
 async def create_multipart_upload(ctx: Context) -> Response:
     bucket, key = object_of(ctx)
+    check_write_headers(ctx)
     h = ctx.req.h
     algorithm = h.get(CHECKSUM_ALGORITHM, "").upper()
     if algorithm and algorithm not in ALGORITHMS:
