@@ -92,7 +92,7 @@ def plan_range(part_sizes: Sequence[int], offset: int, length: int) -> RangePlan
     part_start = cipher_start = 0
     for index, size in enumerate(part_sizes):
         part_end = part_start + size
-        if length and part_start < end and offset < part_end:
+        if size and length and part_start < end and offset < part_end:
             segments.append(_segment(index, size, cipher_start, offset - part_start,
                                      min(end, part_end) - part_start))
         if part_start >= end:
