@@ -174,7 +174,7 @@ class CachingKMS:
             # Concurrent callers used up this key's object budget: generate another.
 
     async def _generate(self, cache_key: tuple[str, bytes]) -> DataKey:
-        data_key = await self.kms.generate_key(*cache_key)
+        data_key = DataKey(*await self.kms.generate_key(*cache_key))
         self._generated.put(cache_key, _Entry(data_key, self._clock()))
         # Remember the plaintext for reads of the objects about to be sealed under it.
         self._remember_decrypted((cache_key[0], data_key.ciphertext, cache_key[1]), data_key)

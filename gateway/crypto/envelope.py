@@ -95,15 +95,16 @@ class ObjectEncryption:
         if sse.mode == "SSE-KMS" and sse.kms_context is not None:
             client_context = dict(sse.kms_context)
         context = kms_context(bucket, key, client_context=client_context, scope=self.scope)
-        data_key = await kms.generate_key(key_id, context)
+        # any (plaintext, ciphertext) pair will do, e.g. the KES client's tuple
+        plaintext, ciphertext = await kms.generate_key(key_id, context)
         sealed = seal_object_key(
-            object_key, data_key.plaintext, domain=_domain(sse.mode), bucket=bucket, key=key
+            object_key, plaintext, domain=_domain(sse.mode), bucket=bucket, key=key
         )
         return EncryptionMetadata(
             mode=sse.mode,
             sealed_key=sealed,
             kms_key_id=key_id,
-            kms_ciphertext=data_key.ciphertext,
+            kms_ciphertext=ciphertext,
             kms_context=client_context,
             context_scope=self.scope,
         )

@@ -56,8 +56,9 @@ class KMS(Protocol):
         """MINIO_KMS_KES_KEY_NAME: the key for SSE-S3 and SSE-KMS without a key id."""
         ...
 
-    async def generate_key(self, key_id: str, context: bytes) -> DataKey:
-        """A fresh 256-bit data key, its ciphertext bound to `context` (KES generate)."""
+    async def generate_key(self, key_id: str, context: bytes) -> tuple[bytes, bytes]:
+        """(plaintext, ciphertext) of a fresh 256-bit data key whose ciphertext is bound to
+        `context` (KES generate). A DataKey, or the KES client's plain tuple."""
         ...
 
     async def decrypt(self, key_id: str, ciphertext: bytes, context: bytes) -> bytes:
