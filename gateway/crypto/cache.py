@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -44,7 +44,7 @@ class DataKeyCacheConfig:
     max_entries: int = 10_000  # per half; least recently used entries go first
 
     @classmethod
-    def from_env(cls, environ: dict[str, str]) -> DataKeyCacheConfig:
+    def from_env(cls, environ: Mapping[str, str]) -> DataKeyCacheConfig:
         """Reads the TESSERA_KMS_CACHE* variables; raises ValueError on a bad value."""
         enabled = environ.get(ENV_CACHE, "on").lower()
         if enabled not in ("on", "off"):

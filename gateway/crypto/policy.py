@@ -92,7 +92,7 @@ def parse_bucket_encryption(body: bytes) -> BucketEncryption:
     default = _children(rule["ApplyServerSideEncryptionByDefault"],
                         {"SSEAlgorithm", "KMSMasterKeyID"})
     algorithm = (default["SSEAlgorithm"].text or "") if "SSEAlgorithm" in default else ""
-    key_id = default["KMSMasterKeyID"].text or "" if "KMSMasterKeyID" in default else None
+    key_id = (default["KMSMasterKeyID"].text or "") if "KMSMasterKeyID" in default else None
     return BucketEncryption(
         algorithm=_algorithm(algorithm, key_id),
         kms_key_id=_master_key_id(key_id) if algorithm == "aws:kms" else None,
