@@ -1,0 +1,186 @@
+"""A lean keep-alive HTTP/1.1 transport for httpx, for the KES client's small JSON requests.
+
+Why not httpx's default (httpcore) pool: it rescans every connection for every queued request,
+which at 32 concurrent requests costs more CPU than the requests themselves (measured: 5.5 ms of
+client CPU per generate+decrypt pair at 32 in flight, 2.2 ms at 1). This transport keeps a deque
+of idle connections per host: O(1) to take or return one. Bodies are small, so each request and
+response is read whole. A request that fails on a *reused* connection before any answer arrived
+(the server closed it while idle) is retried once on a fresh connection; anything else surfaces
+as the usual httpx exception (ConnectError, ReadError, RemoteProtocolError).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from collections import deque
+
+import httpx
+
+__all__ = ["KeepAliveTransport"]
+
+_MAX_HEADER = 64 * 1024
+_MAX_BODY = 16 << 20
+
+
+class _Conn:
+    __slots__ = ("reader", "used", "writer")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.reader, self.writer = reader, writer
+        self.used = time.monotonic()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
+
+class _Stale(Exception):
+    """A reused idle connection turned out closed before it answered."""
+
+
+class KeepAliveTransport(httpx.AsyncBaseTransport):
+    """httpx transport: HTTP/1.1 over TLS with per-host idle connection reuse."""
+
+    def __init__(self, ssl_context: ssl.SSLContext, *, max_idle: int = 64,
+                 idle_expiry: float = 60.0):
+        self.ssl_context = ssl_context
+        self.max_idle = max_idle
+        self.idle_expiry = idle_expiry
+        self._idle: dict[tuple[str, int], deque[_Conn]] = {}
+
+    def _take(self, key: tuple[str, int]) -> _Conn | None:
+        idle = self._idle.get(key)
+        now = time.monotonic()
+        while idle:
+            conn = idle.pop()
+            if now - conn.used < self.idle_expiry and not conn.reader.at_eof():
+                return conn
+            conn.close()
+        return None
+
+    def _give_back(self, key: tuple[str, int], conn: _Conn) -> None:
+        idle = self._idle.setdefault(key, deque())
+        if len(idle) >= self.max_idle:
+            conn.close()
+            return
+        conn.used = time.monotonic()
+        idle.append(conn)
+
+    async def _connect(self, host: str, port: int) -> _Conn:
+        try:
+            reader, writer = await asyncio.open_connection(
+                host, port, ssl=self.ssl_context, server_hostname=host, limit=_MAX_HEADER)
+        except (OSError, ssl.SSLError) as exc:
+            raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
+        return _Conn(reader, writer)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        port = url.port or (443 if url.scheme == "https" else 80)
+        key = (url.host, port)
+        body = request.read()
+        head = _request_head(request, body)
+        conn = self._take(key)
+        if conn is not None:
+            try:
+                return await self._exchange(key, conn, head, body, reused=True)
+            except _Stale:
+                pass
+        conn = await self._connect(url.host, port)
+        try:
+            return await self._exchange(key, conn, head, body, reused=False)
+        except _Stale as exc:
+            raise httpx.ReadError("server closed the connection") from exc
+
+    async def _exchange(self, key: tuple[str, int], conn: _Conn, head: bytes, body: bytes,
+                        reused: bool) -> httpx.Response:
+        done = False
+        try:
+            conn.writer.write(head + body)
+            await conn.writer.drain()
+            status, headers, keep = await _read_head(conn.reader, reused)
+            content = await _read_body(conn.reader, headers)
+            done = True
+        except (_Stale, httpx.HTTPError):
+            raise
+        except (OSError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
+            if reused and not done:
+                raise _Stale from exc
+            raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
+        finally:
+            if not done:
+                conn.close()
+        if keep:
+            self._give_back(key, conn)
+        else:
+            conn.close()
+        return httpx.Response(status, headers=headers, content=content)
+
+    async def aclose(self) -> None:
+        for idle in self._idle.values():
+            while idle:
+                idle.pop().close()
+
+
+def _request_head(request: httpx.Request, body: bytes) -> bytes:
+    target = request.url.raw_path.decode("ascii")
+    lines = [f"{request.method} {target} HTTP/1.1"]
+    seen = set()
+    for name, value in request.headers.multi_items():
+        lower = name.lower()
+        if lower in ("content-length", "transfer-encoding", "connection"):
+            continue
+        seen.add(lower)
+        lines.append(f"{name}: {value}")
+    if "host" not in seen:
+        lines.append(f"Host: {request.url.netloc.decode('ascii')}")
+    if body or request.method in ("POST", "PUT"):
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+async def _read_head(reader: asyncio.StreamReader,
+                     reused: bool) -> tuple[int, list[tuple[str, str]], bool]:
+    try:
+        raw = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as exc:
+        if reused and not exc.partial:
+            raise _Stale from exc
+        raise httpx.RemoteProtocolError("server closed the connection mid-response") from exc
+    except asyncio.LimitOverrunError as exc:
+        raise httpx.RemoteProtocolError("response header too large") from exc
+    lines = raw.decode("latin-1").split("\r\n")
+    try:
+        version, code = lines[0].split(" ", 2)[:2]
+        status = int(code)
+    except ValueError:
+        raise httpx.RemoteProtocolError(f"bad status line {lines[0]!r}") from None
+    headers = [(k.strip(), v.strip()) for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)]
+    connection = next((v.lower() for k, v in headers if k.lower() == "connection"), "")
+    keep = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
+    return status, headers, keep
+
+
+async def _read_body(reader: asyncio.StreamReader, headers: list[tuple[str, str]]) -> bytes:
+    fields = {k.lower(): v for k, v in headers}
+    if fields.get("transfer-encoding", "").lower() == "chunked":
+        out = bytearray()
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            if size == 0:
+                while await reader.readuntil(b"\r\n") != b"\r\n":
+                    pass
+                return bytes(out)
+            if len(out) + size > _MAX_BODY:
+                raise httpx.RemoteProtocolError("response body too large")
+            out += await reader.readexactly(size)
+            await reader.readexactly(2)
+    if "content-length" in fields:
+        length = int(fields["content-length"])
+        if length > _MAX_BODY:
+            raise httpx.RemoteProtocolError("response body too large")
+        return await reader.readexactly(length)
+    return await reader.read(_MAX_BODY)  # no length: until the server closes
