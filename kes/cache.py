@@ -54,6 +54,7 @@ class KeyCache:
         self._barrier_lock = threading.Lock()
         self._offline_since: float | None = None
         self.latency = 0.0
+        self.last_check = float("-inf")
         now = clock()
         self._due = {"any": now + expiry.any, "unused": now + expiry.unused / 2,
                      "status": now + status_interval}
@@ -102,6 +103,7 @@ class KeyCache:
 
     def check_status(self) -> bool:
         """Probe the keystore now; True when reachable. Updates `offline` and `latency`."""
+        self.last_check = self._clock()
         try:
             self.latency = self.store.status()
         except KeystoreError:

@@ -113,8 +113,10 @@ def version(state: State, request: Request, resource: str, identity: str) -> Res
 
 
 def _keystore_state(state: State) -> tuple[float, bool]:
-    """(latency seconds, unreachable); an offline-cached store answers without a new probe."""
-    if state.cache.offline:
+    """(latency seconds, unreachable). While offline, re-probe at most once a second so that
+    readiness probes never wait on a dead keystore (KES #412)."""
+    cache = state.cache
+    if cache.offline and time.monotonic() - cache.last_check < 1.0:
         return 0.0, True
     reachable = state.cache.check_status()
     return state.cache.latency, not reachable

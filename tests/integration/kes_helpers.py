@@ -1,0 +1,53 @@
+"""Raw HTTPS calls to a KES server, to check exact status codes, headers and bodies."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self):
+        return json.loads(self.body)
+
+    @property
+    def message(self) -> str:
+        return self.json["message"]
+
+
+def tls_context(ca: Path, cert: Path | None, key: Path | None) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(ca))
+    if cert and key:
+        ctx.load_cert_chain(str(cert), str(key))
+    return ctx
+
+
+def call(address: str, method: str, path: str, ctx: ssl.SSLContext,
+         body: bytes | dict | list | None = None, timeout: float = 10.0) -> Reply:
+    host, port = address.rsplit(":", 1)
+    conn = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=timeout)
+    try:
+        data = json.dumps(body).encode() if isinstance(body, dict | list) else body
+        conn.request(method, path, body=data)
+        resp = conn.getresponse()
+        return Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
+    finally:
+        conn.close()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def unb64(text: str) -> bytes:
+    return base64.b64decode(text)
