@@ -327,8 +327,16 @@ def _message(reply: httpx.Response) -> str:
 
 
 def _describe(exc: BaseException) -> str:
+    """A short reason for one failed attempt, from the innermost cause."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, ssl.SSLError):
+            return f"tls: {cause.reason or cause}"
+        if isinstance(cause, ConnectionResetError):
+            return "connection reset"
+        cause = cause.__cause__ or cause.__context__
     text = str(exc) or type(exc).__name__
-    if "refused" in text.lower():
-        return "connection refused"
     return text.splitlines()[0][:200]
 
