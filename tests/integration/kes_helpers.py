@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
+import socket
 import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,3 +57,40 @@ def b64(data: bytes) -> str:
 
 def unb64(text: str) -> bytes:
     return base64.b64decode(text)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def kes_server(config: Path, address: str, ctx: ssl.SSLContext,
+               timeout: float = 30.0) -> Iterator[subprocess.Popen]:
+    """`python -m kes --config` as a real process; stopped by its pid however the test ends."""
+    log = config.with_suffix(".log")
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "kes", "--config", str(config)],
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"kes exited: {log.read_text()}")
+            try:
+                if call(address, "GET", "/version", ctx, timeout=2).status == 200:
+                    break
+            except (OSError, ssl.SSLError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"kes not up after {timeout}s: {log.read_text()}")
+            time.sleep(0.1)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
