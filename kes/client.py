@@ -1,5 +1,8 @@
 """The async KES client the gateways use: one mTLS keep-alive pool over several KES servers.
 
+(HTTP goes through transport.KeepAlivePool rather than httpx, whose pool and models cost several
+times the CPU of the requests; see transport.py for the measurements.)
+
 Each call starts at a random endpoint and walks the pool in order. It moves on after a
 connection error, a timeout or a 5xx other than 501 (the endpoint is then sidelined for
 `backoff` seconds, after which one call probes it); any other answer, 4xx included, is final.
@@ -21,9 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
-
-import httpx
+from urllib.parse import quote, urlsplit
 
 from common.endpoint_health import EndpointHealth, EndpointState
 
@@ -35,7 +36,7 @@ from .errors import (
     NotAllowed,
     error_from_reply,
 )
-from .transport import KeepAliveTransport
+from .transport import KeepAlivePool, Reply, TransportError
 
 __all__ = ["APIError", "KESClient", "KESConfig", "KESStatistics", "KESUnavailable", "KeyInfo",
            "client_ssl_context"]
@@ -123,6 +124,11 @@ def client_ssl_context(config: KESConfig) -> ssl.SSLContext:
 class _Endpoint:
     def __init__(self, url: str, backoff: float):
         self.url = url
+        parts = urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError(f"KES endpoint {url!r} is not an https:// URL")
+        self.host, self.port = parts.hostname, parts.port or 443
+        self.base = parts.path.rstrip("/")
         self.health = EndpointHealth(url, backoff=backoff)
 
 
@@ -132,6 +138,9 @@ class _Failed(Exception):
     def __init__(self, why: str):
         super().__init__(why)
         self.why = why
+
+
+_JSON = {"Content-Type": "application/json"}
 
 
 def _b64(data: bytes) -> str:
@@ -147,12 +156,7 @@ class KESClient:
         self.config = config
         self._rng = rng or random.Random()
         self._endpoints = [_Endpoint(u, config.backoff) for u in config.endpoints]
-        self._http = httpx.AsyncClient(
-            transport=KeepAliveTransport(client_ssl_context(config),
-                                         max_idle=config.max_in_flight),
-            timeout=httpx.Timeout(config.timeout),
-            trust_env=False,
-        )
+        self._pool = KeepAlivePool(client_ssl_context(config), max_idle=config.max_in_flight)
         self._slots = asyncio.Semaphore(config.max_in_flight)
         self._calls = self._failovers = self._unavailable = 0
 
@@ -163,33 +167,32 @@ class KESClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._pool.aclose()
 
     # ---- transport and failover ----
 
     async def _attempt(self, endpoint: _Endpoint, method: str, path: str,
-                       body: bytes | None) -> httpx.Response:
-        headers = {"Content-Type": "application/json"} if body is not None else {}
+                       body: bytes | None) -> Reply:
+        headers = _JSON if body is not None else {}
         try:
             # waiting for a slot is the caller's load, not the endpoint's fault: not timed here
-            async with self._slots, asyncio.timeout(self.config.timeout):
-                reply = await self._http.request(method, endpoint.url + path, content=body,
-                                                 headers=headers)
+            async with self._slots:
+                async with asyncio.timeout(self.config.timeout):
+                    reply = await self._pool.request(endpoint.host, endpoint.port, method,
+                                                     endpoint.base + path, body, headers)
         except TimeoutError:
             raise _Failed(f"no answer within {self.config.timeout:g}s") from None
-        except httpx.TimeoutException:
-            raise _Failed(f"no answer within {self.config.timeout:g}s") from None
-        except (httpx.TransportError, ssl.SSLError, OSError) as exc:
+        except (TransportError, ssl.SSLError, OSError) as exc:
             raise _Failed(_describe(exc)) from None
-        if reply.status_code >= 500 and reply.status_code != 501:
-            raise _Failed(f"HTTP {reply.status_code} {_message(reply)}")
+        if reply.status >= 500 and reply.status != 501:
+            raise _Failed(f"HTTP {reply.status} {_message(reply)}")
         return reply
 
     def _order(self) -> list[_Endpoint]:
         start = self._rng.randrange(len(self._endpoints))
         return self._endpoints[start:] + self._endpoints[:start]
 
-    async def _send(self, method: str, path: str, body: bytes | None = None) -> httpx.Response:
+    async def _send(self, method: str, path: str, body: bytes | None = None) -> Reply:
         self._calls += 1
         failures: list[tuple[str, str]] = []
         try:
@@ -201,12 +204,12 @@ class KESClient:
         if reply is None:
             self._unavailable += 1
             raise KESUnavailable(failures)
-        if reply.status_code >= 400:
-            raise error_from_reply(reply.status_code, _message(reply))
+        if reply.status >= 400:
+            raise error_from_reply(reply.status, _message(reply))
         return reply
 
     async def _walk(self, method: str, path: str, body: bytes | None,
-                    failures: list[tuple[str, str]]) -> httpx.Response | None:
+                    failures: list[tuple[str, str]]) -> Reply | None:
         order = self._order()
         skipped = []
         for endpoint in order:
@@ -223,7 +226,7 @@ class KESClient:
         return None
 
     async def _try(self, endpoint: _Endpoint, method: str, path: str, body: bytes | None,
-                   failures: list[tuple[str, str]]) -> httpx.Response | None:
+                   failures: list[tuple[str, str]]) -> Reply | None:
         if failures:
             self._failovers += 1
         try:
@@ -241,7 +244,7 @@ class KESClient:
     async def _json(self, method: str, path: str, doc: dict | None = None) -> Any:
         body = json.dumps(doc, separators=(",", ":")).encode() if doc is not None else None
         reply = await self._send(method, path, body)
-        return reply.json() if reply.content else None
+        return json.loads(reply.body) if reply.body else None
 
     # ---- key API ----
 
@@ -314,9 +317,9 @@ class KESClient:
                              tuple(e.health.snapshot() for e in self._endpoints))
 
 
-def _message(reply: httpx.Response) -> str:
+def _message(reply: Reply) -> str:
     """kms-go's parseErrorResponse: JSON `message` (an `error` field wins), else the body."""
-    text = reply.content[: 1 << 20]
+    text = reply.body[: 1 << 20]
     if reply.headers.get("content-type", "").startswith("application/json"):
         try:
             doc = json.loads(text)
