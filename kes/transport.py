@@ -63,7 +63,7 @@ class Reply:
 class KeepAlivePool:
     """HTTP/1.1 over TLS with per-host idle connection reuse."""
 
-    def __init__(self, ssl_context: ssl.SSLContext, *, max_idle: int = 64,
+    def __init__(self, ssl_context: ssl.SSLContext | None, *, max_idle: int = 64,
                  idle_expiry: float = 60.0):
         self.ssl_context = ssl_context
         self.max_idle = max_idle
@@ -91,14 +91,16 @@ class KeepAlivePool:
     async def _connect(self, host: str, port: int) -> _Conn:
         try:
             reader, writer = await asyncio.open_connection(
-                host, port, ssl=self.ssl_context, server_hostname=host, limit=_MAX_HEADER)
+                host, port, ssl=self.ssl_context,
+                server_hostname=host if self.ssl_context else None, limit=_MAX_HEADER)
         except (OSError, ssl.SSLError) as exc:
             raise ConnectFailed(str(exc) or type(exc).__name__) from exc
         return _Conn(reader, writer)
 
     async def request(self, host: str, port: int, method: str, target: str,
                       body: bytes | None = None, headers: dict[str, str] | None = None) -> Reply:
-        """One request to `host:port`; `target` is the already-escaped path."""
+        """One request to `host:port` (TLS unless the pool has no context); `target` is the
+        already-escaped path."""
         key = (host, port)
         head = _request_head(method, target, f"{host}:{port}", body, headers or {})
         body = body or b""
