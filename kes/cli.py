@@ -69,6 +69,8 @@ def _client_args(p: argparse.ArgumentParser) -> None:
                    help="client private key [$MINIO_KMS_KES_KEY_FILE]")
     p.add_argument("--ca", default=env("MINIO_KMS_KES_CAPATH"),
                    help="CA file or directory for the server cert [$MINIO_KMS_KES_CAPATH]")
+    p.add_argument("--api-key", default=env("MINIO_KMS_KES_API_KEY") or env("KES_API_KEY"),
+                   help="kes:v1:... instead of --cert/--key [$MINIO_KMS_KES_API_KEY]")
 
 
 def _tool_parser() -> argparse.ArgumentParser:
@@ -76,18 +78,19 @@ def _tool_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     ident = sub.add_parser("identity", help="create or inspect identities")
     isub = ident.add_subparsers(dest="action", required=True)
-    new = isub.add_parser("new", help="private key + certificate; prints the identity")
-    new.add_argument("name", help="certificate common name")
-    new.add_argument("--cert", required=True, help="write the certificate here")
-    new.add_argument("--key", required=True, help="write the private key here")
+    new = isub.add_parser("new", help="private key + certificate (prints the identity); "
+                                      "without --cert/--key: a new API key")
+    new.add_argument("name", nargs="?", default="kes-client", help="certificate common name")
+    new.add_argument("--cert", help="write the certificate here")
+    new.add_argument("--key", help="write the private key here")
     new.add_argument("--ca-cert", help="sign with this CA (default: self-signed)")
     new.add_argument("--ca-key", help="the CA's private key")
     new.add_argument("--host", action="append", default=[],
                      help="also a server certificate for this DNS name / IP (repeatable)")
     new.add_argument("--days", type=int, default=365)
     new.add_argument("--force", action="store_true", help="overwrite existing files")
-    of = isub.add_parser("of", help="print the identity of a certificate")
-    of.add_argument("cert")
+    of = isub.add_parser("of", help="print the identity of a certificate or an API key")
+    of.add_argument("cert", help="PEM certificate file, or a kes:v1: API key")
     key = sub.add_parser("key", help="create, list, describe and delete keys")
     ksub = key.add_subparsers(dest="action", required=True)
     for action in ("create", "describe", "delete"):
@@ -103,11 +106,18 @@ def _tool_parser() -> argparse.ArgumentParser:
 
 
 def _identity(args: argparse.Namespace) -> int:
-    from .identity import identity_of_pem, new_identity
+    from .identity import api_key_identity, identity_of_pem, new_api_key, new_identity
 
     if args.action == "of":
-        print(identity_of_pem(args.cert))
+        of = api_key_identity if args.cert.startswith("kes:v1:") else identity_of_pem
+        print(of(args.cert))
         return 0
+    if not args.cert and not args.key:
+        api_key = new_api_key()
+        print(f"API key:  {api_key}\nIdentity: {api_key_identity(api_key)}")
+        return 0
+    if not (args.cert and args.key):
+        raise KESError("--cert and --key go together")
     for path in (args.cert, args.key):
         if Path(path).exists() and not args.force:
             raise KESError(f"{path} exists (use --force to overwrite)")
@@ -126,8 +136,9 @@ async def _remote(args: argparse.Namespace) -> int:
     if not args.server:
         raise KESError("no server: give --server or set MINIO_KMS_KES_ENDPOINT")
     config = KESConfig(tuple(s.strip().rstrip("/") for s in args.server.split(",") if s.strip()),
-                       cert_file=args.cert or "", key_file=args.key or "", capath=args.ca or "",
-                       call_timeout=10.0)
+                       cert_file="" if args.api_key else args.cert or "",
+                       key_file="" if args.api_key else args.key or "", capath=args.ca or "",
+                       call_timeout=10.0, api_key=args.api_key or "")
     async with KESClient(config) as kes:
         if args.command == "status":
             return await _status(kes, config)
@@ -151,7 +162,8 @@ async def _status(kes: object, config: object) -> int:
     failed = 0
     for url in config.endpoints:
         async with KESClient(KESConfig((url,), config.cert_file, config.key_file,
-                                       capath=config.capath, call_timeout=5.0)) as one:
+                                       capath=config.capath, call_timeout=5.0,
+                                       api_key=config.api_key)) as one:
             try:
                 doc = await one.status()
                 state = "keystore unreachable" if doc.get("keystore_unreachable") else "ok"

@@ -19,7 +19,9 @@ import contextlib
 import json
 import os
 import random
+import re
 import ssl
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,7 @@ from .errors import (
     NotAllowed,
     error_from_reply,
 )
+from .identity import api_key_certificate
 from .transport import KeepAlivePool, Reply, TransportError
 
 __all__ = ["APIError", "KESClient", "KESConfig", "KESStatistics", "KESUnavailable", "KeyInfo",
@@ -47,9 +50,11 @@ ENV_CERT_FILE = "MINIO_KMS_KES_CERT_FILE"
 ENV_KEY_PASSWORD = "MINIO_KMS_KES_KEY_PASSWORD"
 ENV_CAPATH = "MINIO_KMS_KES_CAPATH"
 ENV_KEY_NAME = "MINIO_KMS_KES_KEY_NAME"
+ENV_API_KEY = "MINIO_KMS_KES_API_KEY"
 ENV_TIMEOUT = "TESSERA_KES_TIMEOUT"
 ENV_CALL_TIMEOUT = "TESSERA_KES_CALL_TIMEOUT"
 ENV_BACKOFF = "TESSERA_KES_BACKOFF"
+_ELLIPSIS = re.compile(r"\{(\d+)\.\.\.(\d+)\}")
 
 
 @dataclass(frozen=True)
@@ -65,21 +70,40 @@ class KESConfig:
     timeout: float = 2.0            # seconds per attempt on one endpoint
     call_timeout: float = 6.0       # seconds for a whole call across the pool
     backoff: float = 30.0           # seconds a failed endpoint stays sidelined
+    api_key: str = ""               # MINIO_KMS_KES_API_KEY (kes:v1:...) instead of cert files
     max_in_flight: int = 64         # concurrent requests (and connections) of one client
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> KESConfig:
-        endpoints = tuple(e.strip().rstrip("/") for e in env.get(ENV_ENDPOINT, "").split(",")
-                          if e.strip())
+        endpoints = tuple(url for e in env.get(ENV_ENDPOINT, "").split(",") if e.strip()
+                          for url in expand_ellipsis(e.strip().rstrip("/")))
         if not endpoints:
             raise ValueError(f"{ENV_ENDPOINT} is not set")
         for e in endpoints:
             if not e.startswith("https://"):
                 raise ValueError(f"{ENV_ENDPOINT}: {e!r} is not an https:// URL")
-        return cls(endpoints, env.get(ENV_CERT_FILE, ""), env.get(ENV_KEY_FILE, ""),
-                   env.get(ENV_KEY_PASSWORD, ""), env.get(ENV_CAPATH, ""),
+        cert, key, api_key = (env.get(ENV_CERT_FILE, ""), env.get(ENV_KEY_FILE, ""),
+                              env.get(ENV_API_KEY, ""))
+        if api_key and (cert or key):
+            raise ValueError(f"set either {ENV_API_KEY} or {ENV_CERT_FILE}/{ENV_KEY_FILE}, "
+                             "not both")
+        if bool(cert) != bool(key):
+            raise ValueError(f"{ENV_CERT_FILE} and {ENV_KEY_FILE} go together")
+        return cls(endpoints, cert, key, env.get(ENV_KEY_PASSWORD, ""), env.get(ENV_CAPATH, ""),
                    env.get(ENV_KEY_NAME, ""), float(env.get(ENV_TIMEOUT, 2.0)),
-                   float(env.get(ENV_CALL_TIMEOUT, 6.0)), float(env.get(ENV_BACKOFF, 30.0)))
+                   float(env.get(ENV_CALL_TIMEOUT, 6.0)), float(env.get(ENV_BACKOFF, 30.0)),
+                   api_key=api_key)
+
+
+def expand_ellipsis(url: str) -> list[str]:
+    """MinIO's `{1...3}` pattern: https://kes{1...3}:7373 -> kes1, kes2, kes3."""
+    m = _ELLIPSIS.search(url)
+    if not m:
+        return [url]
+    lo, hi = m.group(1), m.group(2)
+    width = len(lo) if lo.startswith("0") else 0
+    return [u for i in range(int(lo), int(hi) + 1)
+            for u in expand_ellipsis(url[:m.start()] + str(i).zfill(width) + url[m.end():])]
 
 
 @dataclass(frozen=True)
@@ -115,10 +139,24 @@ def client_ssl_context(config: KESConfig) -> ssl.SSLContext:
             except (ssl.SSLError, ValueError):
                 if not ca.is_dir():
                     raise
-    if config.cert_file and config.key_file:
+    if config.api_key:
+        _load_api_key(ctx, config.api_key)
+    elif config.cert_file and config.key_file:
         ctx.load_cert_chain(config.cert_file, config.key_file, config.key_password or None)
     ctx.set_alpn_protocols(["http/1.1"])
     return ctx
+
+
+def _load_api_key(ctx: ssl.SSLContext, api_key: str) -> None:
+    """Present the API key's self-signed certificate (the stdlib loads chains from files only,
+    so they pass through a private temporary directory)."""
+    cert, key = api_key_certificate(api_key)
+    with tempfile.TemporaryDirectory(prefix="kes-api-key-") as tmp:
+        for name, data in (("cert.pem", cert), ("key.pem", key)):
+            fd = os.open(os.path.join(tmp, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        ctx.load_cert_chain(os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem"))
 
 
 class _Endpoint:

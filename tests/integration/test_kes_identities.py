@@ -45,6 +45,9 @@ def pinned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     admin_cert, admin_key, admin_id = _new_identity(tmp, "admin")
     app_cert, app_key, app_id = _new_identity(tmp, "app")
     stranger_cert, stranger_key, _ = _new_identity(tmp, "stranger")
+    made = _kes_cli("identity", "new").stdout.split()  # "API key: kes:v1:... Identity: <hex>"
+    api_key, api_id = made[2], made[4]
+    assert _kes_cli("identity", "of", api_key).stdout.strip() == api_id
     address = f"127.0.0.1:{free_port()}"
     config = tmp / "kes.yaml"
     config.write_text(yaml.safe_dump({
@@ -54,7 +57,7 @@ def pinned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         "policy": {"app": {"allow": ["/v1/key/generate/app-*", "/v1/key/decrypt/app-*",
                                      "/v1/key/create/app-*"],
                            "deny": ["/v1/key/generate/app-secret"],
-                           "identities": [app_id]}},
+                           "identities": [app_id, api_id]}},
         "api": {"/v1/ready": {"skip_auth": True}},
         "keystore": {"fs": {"path": str(tmp / "keys")}},
         "keys": [{"name": "app-default"}],
@@ -66,6 +69,7 @@ def pinned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             yield {"address": address, "ca": ca.cert_path, "admin": admin,
                    "app": tls_context(ca.cert_path, app_cert, app_key),
                    "app_files": (app_cert, app_key), "admin_files": (admin_cert, admin_key),
+                   "api_key": api_key,
                    "stranger": tls_context(ca.cert_path, stranger_cert, stranger_key)}
     finally:
         os.environ.pop("TEST_KES_ADMIN", None)
@@ -105,6 +109,20 @@ def test_async_client_with_a_self_signed_identity(pinned: dict) -> None:
             await kes.ensure_default_key("app-secret")  # 403 is tolerated, like MinIO
 
     asyncio.run(run())
+
+
+def test_api_key_client_presents_a_self_signed_certificate(pinned: dict) -> None:
+    env = {"MINIO_KMS_KES_ENDPOINT": f"https://{pinned['address']}",
+           "MINIO_KMS_KES_API_KEY": pinned["api_key"], "MINIO_KMS_KES_CAPATH": str(pinned["ca"])}
+
+    async def run() -> None:
+        async with KESClient(KESConfig.from_env(env)) as kes:
+            plain, sealed = await kes.generate_key("app-default", b"ctx")
+            assert await kes.decrypt("app-default", sealed, b"ctx") == plain
+
+    asyncio.run(run())
+    denied = _kes_cli("key", "list", env=env)  # the CLI takes the API key from the env too
+    assert denied.returncode == 1 and denied.stderr.strip() == f"kes: 403 {NOT_ALLOWED}"
 
 
 def test_cli_key_commands_use_the_minio_environment(pinned: dict) -> None:
