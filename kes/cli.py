@@ -51,7 +51,12 @@ def run_server(argv: list[str]) -> int:
             changes["admin"] = args.admin.lower() if is_identity(args.admin) else None
         if args.keystore_dir:
             changes.update(keystore="fs", fs_path=args.keystore_dir)
-        server = KeyServer(config.with_overrides(**changes))
+        path = args.config
+
+        def reread() -> ServerConfig:
+            return load_config(path).with_overrides(**changes) if path else config
+
+        server = KeyServer(config.with_overrides(**changes), reread)
     except ConfigError as exc:
         print(f"kes: config error: {exc}", file=sys.stderr)
         return 2

@@ -8,6 +8,9 @@ import json
 import signal
 import sys
 import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from cryptography import x509
@@ -94,6 +97,21 @@ def _load_certificate(ctx: SSL.Context, config: ServerConfig) -> None:
         raise ConfigError("tls.key: does not match the certificate in tls.cert") from None
 
 
+def _require_cert(config: ServerConfig) -> bool:
+    # a skip_auth route must be reachable without a certificate (answered in HTTP instead)
+    return not any(o.skip_auth for o in config.api.values())
+
+
+def _mtimes(config: ServerConfig) -> tuple[float, ...]:
+    out = []
+    for path in (config.tls_cert, config.tls_key):
+        try:
+            out.append(Path(path).stat().st_mtime)
+        except OSError:
+            out.append(0.0)
+    return tuple(out)
+
+
 def open_keystore(config: ServerConfig) -> KeyStore:
     if config.keystore == "fs":
         return FsKeyStore(config.fs_path)
@@ -107,10 +125,13 @@ def open_keystore(config: ServerConfig) -> KeyStore:
 class KeyServer:
     """A configured server; `start()` listens in a background thread, `serve()` blocks."""
 
-    def __init__(self, config: ServerConfig):
+    def __init__(self, config: ServerConfig,
+                 reload_config: Callable[[], ServerConfig] | None = None):
         self.config = config
-        require = not any(o.skip_auth for o in config.api.values())
-        self._tls = build_tls_context(config, require_cert=require)
+        self._reload_config = reload_config
+        self._tls = build_tls_context(config, require_cert=_require_cert(config))
+        self._tls_files = _mtimes(config)
+        self._tls_checked = time.monotonic()
         self.store = open_keystore(config)
         self.cache = KeyCache(self.store, config.cache)
         self.state = State(config, self.store, self.cache,
@@ -120,10 +141,51 @@ class KeyServer:
         host, _, port = config.address.rpartition(":")
         try:
             self.http = TLSHTTPServer((host.strip("[]") or "0.0.0.0", int(port)),
-                                      lambda: self._tls, API(self.state), log=_log)
+                                      self._context, API(self.state), log=_log)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"address: cannot listen on {config.address}: {exc}") from exc
         self._thread: threading.Thread | None = None
+
+    def _context(self) -> SSL.Context:
+        """The TLS context for a new connection; rebuilt when the certificate or key files
+        change (checked at most every 10 s), so renewed certificates need no restart."""
+        now = time.monotonic()
+        if now - self._tls_checked >= 10:
+            self._tls_checked = now
+            mtimes = _mtimes(self.config)
+            if mtimes != self._tls_files:
+                try:
+                    self._tls = build_tls_context(self.config,
+                                                  require_cert=_require_cert(self.config))
+                    self._tls_files = mtimes
+                    _log("kes: reloaded the TLS certificate")
+                except ConfigError as exc:
+                    _log(f"kes: keeping the old TLS certificate: {exc}")
+        return self._tls
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config; swap policies, admin, API settings and TLS files.
+        (The address, keystore and cache settings need a restart.) A bad config is logged and
+        the running one kept."""
+        if self._reload_config is None:
+            return
+        try:
+            config = self._reload_config()
+            tls = build_tls_context(config, require_cert=_require_cert(config))
+        except ConfigError as exc:
+            _log(f"kes: reload failed, keeping the running config: {exc}")
+            return
+        self.config = replace(config, address=self.config.address,
+                              keystore=self.config.keystore, fs_path=self.config.fs_path,
+                              aws=self.config.aws, cache=self.config.cache)
+        self._tls, self._tls_files = tls, _mtimes(config)
+        self.state.authorizer = Authorizer(config.admin, config.policies)
+        self.state.config = self.config
+        try:
+            self.create_predefined_keys()
+        except KeystoreError as exc:
+            _log(f"kes: cannot create the configured keys: {exc}")
+        _log(f"kes: reloaded the config ({len(config.policies)} policies)")
 
     @property
     def address(self) -> str:
@@ -156,15 +218,19 @@ class KeyServer:
         self.store.close()
 
     def serve(self) -> None:
-        """Run until SIGTERM or SIGINT."""
-        done = threading.Event()
+        """Run until SIGTERM or SIGINT; SIGHUP reloads the config."""
+        done, hangup = threading.Event(), threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_a: done.set())
+        signal.signal(signal.SIGHUP, lambda *_a: hangup.set())
         self.start()
         started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         _log(f"kes: {started} listening on https://{self.address} "
              f"(keystore {self.config.keystore}, "
              f"tls.auth {'on' if self.config.tls_auth else 'off'}, "
              f"admin {'set' if self.config.admin else 'disabled'})")
-        done.wait()
+        while not done.wait(0.2):
+            if hangup.is_set():
+                hangup.clear()
+                self.reload()
         self.stop()

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import yaml
 from cluster.certs import ClusterCA
 from kes.client import KESClient, KESConfig
 from kes.errors import NotAllowed
+from kes.identity import identity_of_pem
 
 from .kes_helpers import call, free_port, kes_server, tls_context
 
@@ -65,8 +68,9 @@ def pinned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     os.environ["TEST_KES_ADMIN"] = admin_id
     try:
         admin = tls_context(ca.cert_path, admin_cert, admin_key)
-        with kes_server(config, address, admin):
-            yield {"address": address, "ca": ca.cert_path, "admin": admin,
+        with kes_server(config, address, admin) as proc:
+            yield {"address": address, "ca": ca.cert_path, "admin": admin, "proc": proc,
+                   "config": config,
                    "app": tls_context(ca.cert_path, app_cert, app_key),
                    "app_files": (app_cert, app_key), "admin_files": (admin_cert, admin_key),
                    "api_key": api_key,
@@ -138,6 +142,25 @@ def test_cli_key_commands_use_the_minio_environment(pinned: dict) -> None:
     assert _kes_cli("key", "delete", "cli-key", env=env).returncode == 0
     status = _kes_cli("status", env=env)
     assert status.returncode == 0 and " ok " in status.stdout
+
+
+def test_sighup_reloads_policies_and_keeps_serving(pinned: dict) -> None:
+    addr, stranger = pinned["address"], pinned["stranger"]
+    assert call(addr, "GET", "/v1/key/list/*", stranger).status == 403
+    config = yaml.safe_load(pinned["config"].read_text())
+    stranger_id = identity_of_pem(pinned["config"].parent / "stranger.crt")
+    config["policy"]["lister"] = {"allow": ["/v1/key/list/*"], "identities": [stranger_id]}
+    pinned["config"].write_text(yaml.safe_dump(config))
+    pinned["proc"].send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while call(addr, "GET", "/v1/key/list/*", stranger).status != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    pinned["config"].write_text("admin: [not, a, mapping")  # a broken edit is refused...
+    pinned["proc"].send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    assert call(addr, "GET", "/v1/key/list/*", stranger).status == 200  # ...the old one stays
+    assert pinned["proc"].poll() is None
 
 
 @pytest.mark.parametrize(("config", "line"), [
