@@ -104,3 +104,16 @@ def test_error_table_matches_status_and_exact_text() -> None:
     assert type(error_from_reply(500, "key does not exist")) is ServerError
     assert type(error_from_reply(400, "key does not exist")) is APIError
     assert KeyNotFound() == APIError("key does not exist", 404)
+
+
+def test_sample_config_parses(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pathlib import Path
+
+    import yaml
+
+    monkeypatch.setenv("KES_ADMIN_IDENTITY", "disabled")
+    monkeypatch.setenv("MINIO_IDENTITY", APP)
+    sample = Path(__file__).resolve().parents[2] / "kes" / "server-config.sample.yaml"
+    cfg = parse_config(yaml.safe_load(sample.read_text()))
+    assert cfg.keystore == "fs" and cfg.policies["minio"].identities == (APP,)
+    assert cfg.api["/v1/ready"].skip_auth and cfg.cache.offline == 600
