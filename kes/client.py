@@ -273,9 +273,8 @@ class KESClient:
             endpoint.health.failure(exc.why)
             failures.append((endpoint.url, exc.why))
             return None
-        except BaseException:
-            endpoint.health.failure("call cancelled")
-            raise
+        # a cancelled call (the S3 client went away) says nothing about the endpoint: not
+        # recorded; a probe it held expires by itself after the backoff
         endpoint.health.success()
         return reply
 
