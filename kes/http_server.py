@@ -33,6 +33,7 @@ HANDSHAKE_TIMEOUT = 10.0
 HEADER_TIMEOUT = 5.0
 IDLE_TIMEOUT = 90.0
 MAX_HEADER = 1 << 20
+DRAIN_LIMIT = 4 << 20
 _READ_CHUNK = 1 << 16
 _PLAIN_HTTP = (b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"OPTI", b"PATC")
 
@@ -265,7 +266,9 @@ def _read_headers(conn: _Connection, deadline: float) -> dict[str, str]:
 
 def _read_body(conn: _Connection, headers: dict[str, str], limit: int,
                deadline: float) -> tuple[bytes, bool]:
-    """The body (or b"" and True when it exceeds `limit`; it is then left unread)."""
+    """The body, or b"" and True when it exceeds `limit`. An oversized body of up to
+    DRAIN_LIMIT bytes is read and dropped, so that a client still sending it gets the answer;
+    a larger one is left unread and the connection closes after the answer."""
     if headers.get("transfer-encoding", "").lower() == "chunked":
         return _read_chunked(conn, limit, deadline)
     try:
@@ -275,6 +278,14 @@ def _read_body(conn: _Connection, headers: dict[str, str], limit: int,
     if length < 0:
         raise _Closed("bad content-length")
     if length > max(limit, 0):
+        if length <= DRAIN_LIMIT:
+            while True:
+                dropped = min(length, len(conn.buf))
+                del conn.buf[:dropped]
+                length -= dropped
+                if not length:
+                    break
+                conn.fill(deadline)
         return b"", True
     if length and headers.get("expect", "").lower() == "100-continue":
         conn.write(b"HTTP/1.1 100 Continue\r\n\r\n", deadline)
