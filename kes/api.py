@@ -145,10 +145,7 @@ class API(App):
         override = self.state.config.api.get(route.path.rstrip("/"))
         if route.auth == "none" or (override and override.skip_auth):
             return ""
-        identity = self._identity(request.peer_certs)
+        identity = identify(request.peer_certs)
         if route.auth == "verify":
             self.state.authorizer.verify(identity, request.path)
         return identity
-
-    def _identity(self, certs: list[x509.Certificate]) -> str:
-        return identify(certs)
