@@ -203,11 +203,15 @@ def test_tls_auth_on_rejects_self_signed(tmp_path: Path) -> None:
         "address": address, "admin": {"identity": identity},
         "tls": {"key": str(server.key), "cert": str(server.cert), "ca": str(ca.cert_path),
                 "auth": "on"}}))
-    member = ca.issue("member", server=False)
-    with kes_server(config, address, tls_context(ca.cert_path, member.cert, member.key)):
+    member_cert, member_key = tmp_path / "member.crt", tmp_path / "member.key"
+    made = _kes_cli("identity", "new", "member", "--cert", str(member_cert), "--key",
+                    str(member_key), "--ca-cert", str(ca.cert_path), "--ca-key",
+                    str(ca.directory / "ca.key"))
+    assert made.returncode == 0, made.stderr
+    with kes_server(config, address, tls_context(ca.cert_path, member_cert, member_key)):
         with pytest.raises((ssl.SSLError, ConnectionError)):
             call(address, "GET", "/v1/status", tls_context(ca.cert_path, cert, key))
         # a CA-issued certificate gets through TLS, then its unknown identity meets the policy
-        reply = call(address, "GET", "/v1/status", tls_context(ca.cert_path, member.cert,
-                                                               member.key))
+        reply = call(address, "GET", "/v1/status", tls_context(ca.cert_path, member_cert,
+                                                               member_key))
         assert (reply.status, reply.message) == (403, NOT_ALLOWED)
