@@ -136,7 +136,7 @@ class KeyServer:
         self.cache = KeyCache(self.store, config.cache)
         self.state = State(config, self.store, self.cache,
                            Authorizer(config.admin, config.policies), routes=ROUTES,
-                           log_error=_log if config.log_error else lambda _m: None,
+                           log_error=self._log_error,
                            audit=self._audit if config.log_audit else lambda _r: None)
         host, _, port = config.address.rpartition(":")
         try:
@@ -191,6 +191,11 @@ class KeyServer:
     def address(self) -> str:
         host, port = self.http.server_address
         return f"{host}:{port}"
+
+    def _log_error(self, message: str) -> None:
+        self.state.metrics.error_events += 1
+        if self.config.log_error:
+            _log(f"kes: {message}")
 
     def _audit(self, record: dict) -> None:
         self.state.metrics.audit_events += 1
