@@ -4,6 +4,7 @@ that puts `StorageService` on the wire, turning every error into a status code +
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -115,8 +116,21 @@ def build_sync_server(config: NodeConfig, service: StorageService,
     return server
 
 
+def _check_port_free(config: NodeConfig) -> None:
+    """Fail with a one-line reason before gRPC logs its own multi-line bind error."""
+    host, port = config.host_port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is fine
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {config.listen}: {exc.strerror}") from None
+
+
 def bind(server: grpc.Server | grpc.aio.Server, config: NodeConfig) -> None:
     creds = server_credentials(config)
+    _check_port_free(config)
     try:
         if creds is None:
             port = server.add_insecure_port(config.listen)
