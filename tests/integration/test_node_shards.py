@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import random
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -216,3 +218,30 @@ def test_buckets(node: tuple[Cluster, NodeClient]) -> None:
     with pytest.raises(grpc.RpcError) as err:
         stub.HeadBucket(pb.HeadBucketRequest(bucket="tmp-bucket"), timeout=10)
     assert reason(err.value) == "NoSuchBucket"
+
+
+def test_cancelled_write_leaves_nothing(node: tuple[Cluster, NodeClient]) -> None:
+    cluster, client = node
+    release = threading.Event()
+    header = pb.ShardHeader(bucket="shards", key="cancelled", data_id=str(uuid.uuid4()),
+                            part_number=1, shard_index=0, geometry=GEOMETRY)
+
+    def messages() -> Iterator[pb.WriteShardMessage]:
+        yield pb.WriteShardMessage(header=header)
+        for b in blocks_of(os.urandom(2 * SBS)):
+            yield pb.WriteShardMessage(block=b)
+        release.wait(10)
+
+    call = client.stub.WriteShard.future(messages(), timeout=30)
+    deadline = time.monotonic() + 10
+    while not _tmp_files(cluster) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _tmp_files(cluster)
+    call.cancel()
+    release.set()
+    while (_tmp_files(cluster) or client.stat().pending_writes) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _tmp_files(cluster) == []
+    assert client.stat().pending_writes == 0
+    log = Path(cluster.record("node-1").log).read_text()
+    assert "Traceback" not in log and "Exception calling application" not in log
