@@ -190,3 +190,18 @@ def test_error_translation() -> None:
 def test_config_refusals(argv: list[str]) -> None:
     with pytest.raises(ConfigError):
         parse_args(argv)
+
+
+def test_stale_writes_and_leaked_tmp_files_are_swept(service: StorageService) -> None:
+    _staged_write(service, "stale", b"s" * 1000)
+    leaked = service.shards.tmp_path(uuid.uuid4().hex)
+    leaked.write_bytes(b"from a stream nobody finished")
+    os.utime(leaked, (0, 0))  # older than any grace period
+    collector = Collector(service.config, service.meta, service.shards, service.writes)
+    assert collector.sweep_stale_writes() == (0, 1)  # the fresh staged write stays
+    assert len(os.listdir(service.shards.tmp)) == 1
+    for write in service.writes._staged.values():
+        write.staged_at -= service.config.tmp_grace + 1
+    assert collector.sweep_stale_writes() == (1, 0)
+    assert os.listdir(service.shards.tmp) == []
+    assert service.writes.count() == 0
