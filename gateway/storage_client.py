@@ -169,7 +169,8 @@ class GrpcNodeClient:
         try:
             while True:
                 try:
-                    message = await asyncio.wait_for(call.read(), idle_timeout)
+                    async with asyncio.timeout(idle_timeout):
+                        message = await call.read()
                 except TimeoutError:
                     raise self._failed(grpc.StatusCode.DEADLINE_EXCEEDED, "",
                                        f"no message for {idle_timeout:g}s") from None
@@ -187,9 +188,11 @@ class GrpcNodeClient:
         call = self._get_stub().WriteShard(timeout=deadline)
         try:
             async for message in messages:
-                await asyncio.wait_for(call.write(message), idle_timeout)
-            await asyncio.wait_for(call.done_writing(), idle_timeout)
-            reply = await asyncio.wait_for(call, idle_timeout)
+                async with asyncio.timeout(idle_timeout):
+                    await call.write(message)
+            async with asyncio.timeout(idle_timeout):
+                await call.done_writing()
+                reply = await call
         except TimeoutError:
             call.cancel()
             raise self._failed(grpc.StatusCode.DEADLINE_EXCEEDED, "",

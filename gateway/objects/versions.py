@@ -8,10 +8,23 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import grpc
+
+from gateway.objects import errors as oe
+from gateway.objects.context import META_VERSIONS, LayerContext
 from gateway.objects.metadata import ObjectMeta
+from gateway.placement import ErasureSet
+from gateway.quorum import NodeResult, fan_out, reduce_errors
 from proto import storage_pb2 as pb
 
-__all__ = ["UNDECIDED", "ChosenVersion", "Undecided", "choose_version", "resolve_version"]
+__all__ = [
+    "UNDECIDED",
+    "ChosenVersion",
+    "Undecided",
+    "choose_version",
+    "read_version",
+    "resolve_version",
+]
 
 
 class Undecided:
@@ -77,3 +90,53 @@ def resolve_version(
     blob = Counter(r.meta for r in holders.values()).most_common(1)[0][0]
     stale = tuple(node for node in answers if node not in holders)
     return ChosenVersion(version_id, ObjectMeta.from_bytes(blob), holders, stale)
+
+
+_ABSENT = {"NoSuchKey", "NoSuchVersion"}
+
+
+def _answers(results: dict[str, NodeResult[pb.ReadMetaReply]]) -> dict[str, list[pb.ObjectVersion]]:
+    """Versions per node that answered; a node without the key answered "none"."""
+    out: dict[str, list[pb.ObjectVersion]] = {}
+    for node, r in results.items():
+        if r.ok and r.value is not None:
+            out[node] = list(r.value.versions)
+        elif r.error is not None and r.error.code == grpc.StatusCode.NOT_FOUND \
+                and r.error.reason in _ABSENT:
+            out[node] = []
+    return out
+
+
+async def read_version(ctx: LayerContext, bucket: str, key: str, eset: ErasureSet, *,
+                       version_id: str = "", include_inline: bool = True) -> ChosenVersion:
+    """The current version of `bucket/key` (or the named one) as a read quorum agrees.
+
+    Raises ObjectNotFound / VersionNotFound when enough nodes answered and no version has
+    quorum, BucketNotFound when a quorum says so, InsufficientReadQuorum when too few answered.
+    """
+    request = pb.ReadMetaRequest(bucket=bucket, key=key, version_id=version_id,
+                                 max_versions=META_VERSIONS, include_inline=include_inline)
+    timeout = ctx.timeouts.unary
+    nodes = ctx.pool.usable(eset.nodes, eset.read_quorum)
+
+    def decided(results: dict[str, NodeResult[pb.ReadMetaReply]]) -> bool:
+        answers = _answers(results)
+        choice = choose_version(answers, read_quorum=eset.read_quorum,
+                                pending=len(nodes) - len(results))
+        # "absent" needs as many answers as "present" does; errors wait for everyone
+        return isinstance(choice, str) or (choice is None and len(answers) >= eset.read_quorum)
+
+    out = await fan_out(nodes, lambda n: ctx.pool.client(n).unary("ReadMeta", request,
+                                                                    deadline=timeout),
+                        quorum=eset.read_quorum, timeout=timeout + 1, done=decided)
+    answers = _answers({r.node: r for r in out.results})
+    chosen = choose_version(answers, read_quorum=eset.read_quorum)
+    if isinstance(chosen, str):
+        return resolve_version(answers, chosen)
+    what = f"read {bucket}/{key}"
+    if len(answers) < eset.read_quorum:
+        reduce_errors(out.results, eset.read_quorum, write=False, what=what)
+        raise oe.InsufficientReadQuorum(f"{what}: {len(answers)} of {len(nodes)} answered")
+    if version_id:
+        raise oe.VersionNotFound(f"{bucket}/{key} has no version {version_id}")
+    raise oe.ObjectNotFound(f"{bucket}/{key} does not exist")

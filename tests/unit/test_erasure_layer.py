@@ -1,0 +1,247 @@
+"""The erasure object layer over in-process nodes: round trips, ranges, quorum loss, rollback,
+bitrot, stalls and aborted bodies (real node processes: tests/integration)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+
+import grpc
+import pytest
+
+from gateway.erasure import BLOCK_SIZE
+from gateway.objects import errors as oe
+from gateway.objects.api import PutMetadata, SSEParams
+from gateway.storage_client import NodeCallError
+
+from .memory_cluster import body, memory_layer, read_all
+
+SMALL_BLOCK = 4 * 4096  # small blocks keep these tests fast; geometry is the same maths
+META = PutMetadata(content_type="text/plain", user_metadata={"colour": "blue"})
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def small_layer(**kw):
+    kw.setdefault("block_size", SMALL_BLOCK)
+    kw.setdefault("inline_limit", 1024)
+    return memory_layer(**kw)
+
+
+async def put(layer, key: str, data: bytes, **kw):
+    return await layer.put_object("b", key, body(data, kw.pop("chunk", 5000)), size=len(data),
+                                  metadata=META, **kw)
+
+
+@pytest.mark.parametrize("size", [0, 1, 4095, 4096, 4097, SMALL_BLOCK - 1, SMALL_BLOCK,
+                                  SMALL_BLOCK + 1, 3 * SMALL_BLOCK + 17])
+def test_round_trip_sizes(size):
+    async def go():
+        layer, _, heal = small_layer()
+        await layer.make_bucket("b")
+        data = os.urandom(size)
+        info = await put(layer, "k", data)
+        assert info.etag == hashlib.md5(data).hexdigest() and info.size == size
+        assert await read_all(layer, "b", "k") == data
+        reader = await layer.open_object("b", "k")
+        assert reader.info.metadata == META and reader.info.version_id == info.version_id
+        assert heal.items() == []
+    run(go())
+
+
+def test_full_size_blocks_and_inline_objects():
+    async def go():
+        layer, nodes, _ = memory_layer()
+        await layer.make_bucket("b")
+        small = os.urandom(200_000)  # 50 KB shards: inline in the metadata
+        big = os.urandom(2 * BLOCK_SIZE + 3)
+        await put(layer, "small", small)
+        await put(layer, "big", big, chunk=65536)
+        assert all(not n.pending for n in nodes.values())
+        assert await read_all(layer, "b", "small") == small
+        assert await read_all(layer, "b", "big") == big
+        record = next(iter(nodes["node-1"].keys[("b", "small")].values())).record
+        assert record.is_inline and not record.parts
+    run(go())
+
+
+def test_ranges_at_block_boundaries():
+    async def go():
+        layer, _, _ = small_layer()
+        await layer.make_bucket("b")
+        data = os.urandom(4 * SMALL_BLOCK + 100)
+        await put(layer, "k", data)
+        for start, length in [(0, 1), (SMALL_BLOCK - 1, 2), (SMALL_BLOCK, SMALL_BLOCK),
+                              (2 * SMALL_BLOCK - 5, SMALL_BLOCK + 10), (len(data) - 1, 1),
+                              (len(data) - 100, None), (5, 0), (len(data), 10),
+                              (len(data) - 3, 100)]:
+            want = data[start:] if length is None else data[start:start + length]
+            assert await read_all(layer, "b", "k", start, length) == want, (start, length)
+    run(go())
+
+
+def test_m_nodes_down_reads_and_writes_succeed():
+    async def go():
+        layer, nodes, heal = small_layer()
+        await layer.make_bucket("b")
+        data = os.urandom(2 * SMALL_BLOCK + 5)
+        await put(layer, "k", data)
+        nodes["node-1"].down = nodes["node-2"].down = True
+        assert await read_all(layer, "b", "k") == data
+        other = os.urandom(SMALL_BLOCK * 3)
+        await put(layer, "k2", other)
+        assert await read_all(layer, "b", "k2") == other
+        await put(layer, "tiny", b"abc")
+        assert await read_all(layer, "b", "tiny") == b"abc"
+        healed = {i.key for i in heal.items()}
+        assert {"k2", "tiny"} <= healed
+    run(go())
+
+
+def test_m_plus_one_down_fails_cleanly_and_leaves_nothing():
+    async def go():
+        layer, nodes, _ = small_layer()
+        await layer.make_bucket("b")
+        old = os.urandom(3 * SMALL_BLOCK)
+        await put(layer, "k", old)
+        for n in ("node-2", "node-4", "node-6"):
+            nodes[n].down = True
+        with pytest.raises(oe.InsufficientWriteQuorum, match="3 of 6"):
+            await put(layer, "k", os.urandom(3 * SMALL_BLOCK))
+        with pytest.raises(oe.InsufficientWriteQuorum):
+            await put(layer, "new", b"small")
+        with pytest.raises(oe.InsufficientReadQuorum):
+            await read_all(layer, "b", "k")
+        for n in nodes.values():
+            n.down = False
+        assert await read_all(layer, "b", "k") == old
+        with pytest.raises(oe.ObjectNotFound):
+            await layer.open_object("b", "new")
+        assert all(not n.pending for n in nodes.values())
+    run(go())
+
+
+def test_commit_below_quorum_rolls_back():
+    async def go():
+        layer, nodes, _ = small_layer()
+        await layer.make_bucket("b")
+        old = os.urandom(SMALL_BLOCK * 2)
+        await put(layer, "k", old)
+        for n in ("node-1", "node-3", "node-5"):
+            nodes[n].fail_next["CommitObject"] = NodeCallError(n, grpc.StatusCode.INTERNAL,
+                                                               "IOError")
+        with pytest.raises(oe.InsufficientWriteQuorum):
+            await put(layer, "k", os.urandom(SMALL_BLOCK * 2))
+        assert await read_all(layer, "b", "k") == old
+        assert all(len(n.keys[("b", "k")]) == 1 for n in nodes.values())  # new one undone
+        assert all(not n.pending for n in nodes.values())
+    run(go())
+
+
+def test_corrupt_block_is_decoded_around_and_queued_for_healing():
+    async def go():
+        layer, nodes, heal = small_layer()
+        await layer.make_bucket("b")
+        data = os.urandom(3 * SMALL_BLOCK)
+        info = await put(layer, "k", data)
+        reader = await layer.open_object("b", "k")
+        holder = reader.chosen.shard_holders()[0]  # a data shard: forces a decode
+        nodes[holder].corrupt_block("b", "k", 1, 1)
+        assert await read_all(layer, "b", "k") == data
+        items = [i for i in heal.items() if i.reason == "read-corrupt"]
+        assert items and items[0].nodes == (holder,) and items[0].version_id == info.version_id
+    run(go())
+
+
+def test_paused_node_costs_one_bounded_wait():
+    async def go():
+        layer, nodes, _ = small_layer()
+        await layer.make_bucket("b")
+        data = os.urandom(2 * SMALL_BLOCK)
+        await put(layer, "k", data)
+        reader = await layer.open_object("b", "k")
+        nodes[reader.chosen.shard_holders()[1]].paused = True
+        started = time.monotonic()
+        assert await read_all(layer, "b", "k") == data
+        await put(layer, "k2", data)
+        assert await read_all(layer, "b", "k2") == data
+        assert time.monotonic() - started < 2.0  # idle timeout is 0.3 s
+    run(go())
+
+
+def test_body_that_raises_leaves_nothing():
+    class ClientGone(Exception):
+        pass
+
+    async def broken():
+        yield os.urandom(SMALL_BLOCK * 2)
+        raise ClientGone
+
+    async def go():
+        layer, nodes, _ = small_layer()
+        await layer.make_bucket("b")
+        with pytest.raises(ClientGone):
+            await layer.put_object("b", "k", broken(), size=None, metadata=META)
+        with pytest.raises(oe.ObjectNotFound):
+            await layer.open_object("b", "k")
+        assert all(not n.pending for n in nodes.values())
+    run(go())
+
+
+def test_digest_and_size_checks():
+    async def go():
+        layer, nodes, _ = small_layer()
+        await layer.make_bucket("b")
+        data = os.urandom(3 * SMALL_BLOCK)
+        with pytest.raises(oe.BadDigest):
+            await put(layer, "k", data, expected_md5=hashlib.md5(b"other").digest())
+        with pytest.raises(oe.IncompleteBody):
+            await layer.put_object("b", "k", body(data), size=len(data) + 1, metadata=META)
+        with pytest.raises(oe.InvalidInput):
+            await layer.put_object("b", "k", body(data), size=len(data) - 1, metadata=META)
+        with pytest.raises(oe.ObjectNotFound):
+            await layer.open_object("b", "k")
+        assert all(not n.pending for n in nodes.values())
+        info = await put(layer, "k", data, expected_md5=hashlib.md5(data).digest())
+        assert info.size == len(data)
+    run(go())
+
+
+def test_overwrite_delete_and_versions():
+    async def go():
+        layer, _, _ = small_layer()
+        await layer.make_bucket("b")
+        first = await put(layer, "k", b"one")
+        second = await put(layer, "k", b"two")
+        assert second.version_id > first.version_id
+        assert await read_all(layer, "b", "k") == b"two"
+        old = await layer.open_object("b", "k", version_id=first.version_id)
+        assert b"".join([c async for c in old.stream()]) == b"one"
+        await layer.delete_object("b", "k")
+        with pytest.raises(oe.ObjectNotFound):
+            await layer.open_object("b", "k")
+        await layer.delete_object("b", "never-existed")
+        with pytest.raises(oe.VersionNotFound):
+            await layer.open_object("b", "k", version_id="0190d5b2-0000-7000-8000-000000000000")
+        with pytest.raises(oe.BucketNotFound):
+            await layer.open_object("nope", "k")
+        with pytest.raises(oe.BucketNotFound):
+            await layer.put_object("nope", "k", body(b"x"), size=1, metadata=META)
+    run(go())
+
+
+def test_update_metadata_rewrites_in_place():
+    async def go():
+        layer, _, _ = small_layer()
+        await layer.make_bucket("b")
+        info = await put(layer, "k", b"data")
+        same = await layer.update_metadata("b", "k", info.version_id)
+        assert same.etag == info.etag and same.version_id == info.version_id
+        with pytest.raises(oe.InvalidInput):
+            await layer.update_metadata("b", "k", info.version_id,
+                                        rewrap=SSEParams(mode="SSE-S3"))
+    run(go())
