@@ -2,8 +2,7 @@
 
 Every call carries a deadline; streams also have an idle timeout per message, so a paused node
 costs one bounded wait, never a stall. Failures surface as `NodeCallError` (status code plus
-the node's `tessera-reason`); transport failures (unreachable, timed out) are reported to the
-shared `EndpointHealth`, application answers ("no such key") are not.
+the node's `tessera-reason`); `is_transport` tells "the node did not answer" from an answer.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from typing import Any, Protocol
 import grpc
 import grpc.aio
 
-from common.endpoint_health import EndpointHealth
 from proto import storage_pb2 as pb
 from proto import storage_pb2_grpc as pb_grpc
 
@@ -116,12 +114,10 @@ def _reason_of(exc: grpc.aio.AioRpcError) -> str:
 class GrpcNodeClient:
     """A NodeClient over one grpc.aio channel (created lazily inside the running loop)."""
 
-    def __init__(self, name: str, address: str, tls: NodeTLS | None,
-                 health: EndpointHealth | None = None):
+    def __init__(self, name: str, address: str, tls: NodeTLS | None):
         self.name = name
         self.address = address
         self._tls = tls
-        self._health = health
         self._channel: grpc.aio.Channel | None = None
         self._stub: pb_grpc.StorageStub | None = None
 
@@ -139,20 +135,10 @@ class GrpcNodeClient:
         return self._stub
 
     def _failed(self, code: grpc.StatusCode, reason: str = "", detail: str = "") -> NodeCallError:
-        err = NodeCallError(self.name, code, reason, detail)
-        if self._health is not None and err.is_transport:
-            self._health.record_failure(self.name, err.short())
-        return err
-
-    def _answered(self) -> None:
-        if self._health is not None:
-            self._health.record_success(self.name)
+        return NodeCallError(self.name, code, reason, detail)
 
     def _translate(self, exc: grpc.aio.AioRpcError) -> NodeCallError:
-        err = self._failed(exc.code(), _reason_of(exc), exc.details() or "")
-        if not err.is_transport:
-            self._answered()  # an application error is still an answer
-        return err
+        return self._failed(exc.code(), _reason_of(exc), exc.details() or "")
 
     async def unary(self, method: str, request: Any, *, deadline: float) -> Any:
         rpc = getattr(self._get_stub(), method)
@@ -160,7 +146,6 @@ class GrpcNodeClient:
             reply = await rpc(request, timeout=deadline)
         except grpc.aio.AioRpcError as exc:
             raise self._translate(exc) from exc
-        self._answered()
         return reply
 
     async def stream(self, method: str, request: Any, *, deadline: float,
@@ -177,7 +162,6 @@ class GrpcNodeClient:
                 except grpc.aio.AioRpcError as exc:
                     raise self._translate(exc) from exc
                 if message is grpc.aio.EOF:
-                    self._answered()
                     return
                 yield message
         finally:
@@ -202,7 +186,6 @@ class GrpcNodeClient:
         except BaseException:
             call.cancel()
             raise
-        self._answered()
         return reply
 
     async def close(self) -> None:

@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common.endpoint_health import EndpointHealth
 from common.topology import Topology
 from gateway.erasure import tune_malloc
 from gateway.heal_queue import HealQueue, MemoryHealQueue
@@ -205,14 +204,15 @@ def build_erasure_layer(
     parity: int | None = None,
     heal_queue: HealQueue | None = None,
     timeouts: Timeouts | None = None,
-    health: EndpointHealth | None = None,
+    backoff: float = 10.0,
 ) -> ErasureObjectLayer:
     """The gateway's erasure-coded backend for the nodes of a topology file.
 
     `node_cert`/`node_key`/`node_ca`: the gateway's client certificate for mTLS to nodes and
     the cluster CA (all three, or none for an `--insecure` cluster). `parity`: m, e.g. from
     `placement.parity_from_env()` (MINIO_STORAGE_CLASS_STANDARD); None = MinIO's default for
-    the set size. Also tunes glibc malloc for zfec (process-wide). Call `close()` on shutdown.
+    the set size. `backoff`: seconds a failed node is skipped before one request probes it.
+    Also tunes glibc malloc for zfec (process-wide). Call `close()` on shutdown.
     """
     given = [p for p in (node_cert, node_key, node_ca) if p is not None]
     if given and len(given) != 3:
@@ -220,7 +220,7 @@ def build_erasure_layer(
     tls = NodeTLS.from_files(node_ca, node_cert, node_key) if given else None  # type: ignore[arg-type]
     topology = Topology.load(Path(topology_path))
     tune_malloc()
-    pool = NodePool.from_topology(topology, tls, timeouts=timeouts, health=health)
+    pool = NodePool.from_topology(topology, tls, timeouts=timeouts, backoff=backoff)
     workers = max(2, os.cpu_count() or 2)
     ctx = LayerContext(pool=pool, placement=Placement(topology, parity),
                        heal=heal_queue or MemoryHealQueue(),

@@ -84,9 +84,9 @@ class _PartBlocks:
         self.first, self.end = first, first + count
         holders = reader.chosen.shard_holders()
         k = reader.geometry.data_shards
-        health = reader.ctx.pool.health
+        pool = reader.ctx.pool
         self.holders = holders
-        self.spares = sorted(holders, key=lambda i: (health.is_sidelined(holders[i]), i >= k, i))
+        self.spares = sorted(holders, key=lambda i: (pool.is_sidelined(holders[i]), i >= k, i))
         self.active: dict[int, _ShardSource] = {}
 
     def _start(self, index: int, block: int) -> None:

@@ -134,7 +134,7 @@ class ShardWriter:
         except TimeoutError:
             self._fail(NodeCallError(self.node, grpc.StatusCode.DEADLINE_EXCEEDED, "",
                                      f"no progress for {idle:g}s"))
-            self._ctx.pool.health.record_failure(self.node, "write stalled")
+            self._ctx.pool.note_failure(self.node, "write stalled")
 
     async def finish(self) -> pb.WriteShardReply | None:
         """Ends the stream; the node's reply, or None when the write failed."""

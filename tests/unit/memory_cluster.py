@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
-from common.endpoint_health import EndpointHealth
 from common.topology import Topology
 from gateway.heal_queue import MemoryHealQueue
 from gateway.memory_node import MemoryNode
@@ -24,7 +23,7 @@ def memory_layer(nodes: int = 6, parity: int | None = 2, set_size: int | None = 
     topology = Topology.from_addresses([f"127.0.0.1:{10000 + i}" for i in range(nodes)],
                                        set_size)
     members = {n.name: MemoryNode(n.name) for n in topology.nodes}
-    pool = NodePool(members, health=EndpointHealth(cooldown=60.0), timeouts=timeouts)
+    pool = NodePool(members, timeouts=timeouts, backoff=60.0)
     heal = MemoryHealQueue()
     ctx = LayerContext(pool=pool, placement=Placement(topology, parity), heal=heal,
                        executor=ThreadPoolExecutor(2), **ctx_options)  # type: ignore[arg-type]
