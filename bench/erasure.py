@@ -1,0 +1,128 @@
+"""Object-layer PUT/GET throughput in-process against a local 6-node cluster (EC 4+2, mTLS),
+beside the one-core limits of its building blocks (zfec 4+2 encode, MD5, xxh3-128) measured in
+the same run, as ratios. MB = 10^6 bytes of object payload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import xxhash
+
+from gateway.erasure import BLOCK_SIZE, Geometry, encode_block, tune_malloc
+from gateway.objects.api import PutMetadata
+
+__all__ = ["run"]
+
+MiB = 1024 * 1024
+# (object size, objects per phase, concurrent clients); each phase is bounded
+PHASES = [(MiB, 48, 1), (MiB, 96, 8), (64 * MiB, 3, 1), (64 * MiB, 4, 4)]
+
+
+def _rate(fn: Callable[[], object], megabytes: float, seconds: float = 0.6) -> float:
+    fn()
+    count, started = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - started) < seconds:
+        fn()
+        count += 1
+    return count * megabytes / elapsed
+
+
+def one_core_limits() -> dict[str, float]:
+    """MB/s of payload per core for each CPU stage of a plain PUT/GET."""
+    block = os.urandom(BLOCK_SIZE)
+    g = Geometry(4, 2)
+    mb = BLOCK_SIZE / 1e6
+    return {
+        "zfec 4+2 encode": _rate(lambda: encode_block(g, block), mb),
+        "MD5": _rate(lambda: hashlib.md5(block).digest(), mb),
+        "xxh3-128": _rate(lambda: xxhash.xxh3_128_digest(block), mb),
+    }
+
+
+async def _body(data: bytes, chunk: int = 256 * 1024) -> AsyncIterator[bytes]:
+    view = memoryview(data)
+    for i in range(0, len(data), chunk):
+        yield bytes(view[i : i + chunk])
+
+
+async def _phase(layer, size: int, count: int, clients: int) -> tuple[float, float]:
+    data = os.urandom(size)
+    meta = PutMetadata()
+    gate = asyncio.Semaphore(clients)
+
+    async def put(i: int) -> None:
+        async with gate:
+            await layer.put_object("bench", f"obj-{size}-{i}", _body(data), size=size,
+                                   metadata=meta)
+
+    async def get(i: int) -> None:
+        async with gate:
+            reader = await layer.open_object("bench", f"obj-{size}-{i}")
+            got = 0
+            async for chunk in reader.stream():
+                got += len(chunk)
+            assert got == size
+
+    results = []
+    for op in (put, get):
+        started = time.perf_counter()
+        await asyncio.gather(*(op(i) for i in range(count)))
+        results.append(size * count / 1e6 / (time.perf_counter() - started))
+    return results[0], results[1]
+
+
+async def _measure(cluster) -> list[tuple[int, int, float, float]]:
+    from gateway.objects.erasure_layer import build_erasure_layer
+
+    cert, key = cluster.admin_cert()
+    layer = build_erasure_layer(cluster.topology_path, node_cert=cert, node_key=key,
+                                node_ca=cluster.ca_path, parity=2)
+    try:
+        await layer.make_bucket("bench")
+        out = []
+        for size, count, clients in PHASES:
+            put_rate, get_rate = await _phase(layer, size, count, clients)
+            out.append((size, clients, put_rate, get_rate))
+        return out
+    finally:
+        await layer.close()
+
+
+def run() -> list[dict[str, object]]:
+    """Rows: PUT/GET MB/s per object size and client count, and ratios to one-core limits."""
+    from cluster.launcher import Cluster, ClusterSpec
+
+    tune_malloc()
+    limits = one_core_limits()
+    rows: list[dict[str, object]] = [
+        {"bench": "limit", "stage": name, "MB/s per core": round(rate)}
+        for name, rate in limits.items()]
+    with tempfile.TemporaryDirectory(prefix="bench-erasure-") as tmp:
+        cluster = Cluster(Path(tmp))
+        try:
+            cluster.up(ClusterSpec(nodes=6, gateways=0, kes=0, parity=2, ports="auto"),
+                       log=lambda _line: None)
+            measured = asyncio.run(_measure(cluster))
+        finally:
+            cluster.down()
+    for size, clients, put_rate, get_rate in measured:
+        rows.append({
+            "bench": "object layer", "size": f"{size // MiB} MiB", "clients": clients,
+            "PUT MB/s": round(put_rate), "GET MB/s": round(get_rate),
+            "PUT / MD5 core": round(put_rate / limits["MD5"], 2),
+            "PUT / zfec core": round(put_rate / limits["zfec 4+2 encode"], 2),
+            "GET / xxh3 core": round(get_rate / limits["xxh3-128"], 3),
+        })
+    return rows
+
+
+if __name__ == "__main__":
+    for row in run():
+        print(row)
