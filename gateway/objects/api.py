@@ -7,6 +7,10 @@ parameters (`SSEParams`) in and get `EncryptionInfo` back; plaintext in, plainte
 
 Bodies are streams: a handler passes an async iterator of bytes that is already de-chunked and
 signature-checked. If the iterator raises, the write is abandoned and nothing becomes visible.
+The body's digests (x-amz-content-sha256, chunk signatures, x-amz-checksum-*) are verified as
+the iterator reaches its end, so an implementation must consume it to the end before it commits,
+and must read `PutMetadata.checksums` (and `upload_part`'s `checksums`) only after that: values
+sent as trailers are filled into those mappings as the body ends.
 """
 
 from __future__ import annotations
@@ -240,6 +244,7 @@ class ObjectLayer(Protocol):
         parts: list[CompletedPart],
         *,
         sse_c: SSECustomerKey | None = None,
+        checksums: Mapping[str, str] | None = None,  # composite x-amz-checksum-* to store
     ) -> ObjectInfo: ...
 
     async def get_upload(self, bucket: str, key: str, upload_id: str) -> UploadInfo: ...

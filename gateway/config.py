@@ -1,0 +1,239 @@
+"""The gateway's configuration: one frozen dataclass, read from flags with environment defaults.
+
+Names a MinIO operator already uses work unchanged (`MINIO_ROOT_USER`, `MINIO_ROOT_PASSWORD`,
+the older `MINIO_ACCESS_KEY` / `MINIO_SECRET_KEY`, `MINIO_STORAGE_CLASS_STANDARD`,
+`MINIO_DOMAIN`, `MINIO_REGION`); our own names use the `TESSERA_GATEWAY_` prefix. A missing or
+bad setting raises `ConfigError` whose message is the single line printed at start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import stat
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common.topology import Topology, TopologyError
+
+__all__ = [
+    "ENV_ACCESS_KEY",
+    "ENV_DOMAIN",
+    "ENV_REGION",
+    "ENV_ROOT_PASSWORD",
+    "ENV_ROOT_USER",
+    "ENV_SECRET_KEY",
+    "ENV_STORAGE_CLASS_STANDARD",
+    "ConfigError",
+    "GatewayConfig",
+    "default_parity",
+    "load_config",
+]
+
+ENV_ROOT_USER = "MINIO_ROOT_USER"
+ENV_ROOT_PASSWORD = "MINIO_ROOT_PASSWORD"
+ENV_ACCESS_KEY = "MINIO_ACCESS_KEY"  # deprecated MinIO name, still honoured
+ENV_SECRET_KEY = "MINIO_SECRET_KEY"  # deprecated MinIO name, still honoured
+ENV_STORAGE_CLASS_STANDARD = "MINIO_STORAGE_CLASS_STANDARD"  # "EC:<parity>"
+ENV_DOMAIN = "MINIO_DOMAIN"  # comma-separated domains for virtual-host-style requests
+ENV_REGION = "MINIO_REGION"  # region clients must sign for
+ENV_SITE_REGION = "MINIO_SITE_REGION"  # MinIO's newer name for the same
+ENV_LISTEN = "TESSERA_GATEWAY_LISTEN"
+ENV_TLS_LISTEN = "TESSERA_GATEWAY_TLS_LISTEN"
+ENV_LOG_LEVEL = "TESSERA_GATEWAY_LOG_LEVEL"
+SECRET_FILE_SUFFIX = "_FILE"  # e.g. MINIO_ROOT_PASSWORD_FILE=/run/secrets/password
+
+DEFAULT_REGION = "us-east-1"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message is one line naming the setting."""
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Everything the gateway process needs; built once at start-up by `load_config`."""
+
+    access_key: str  # root access key (MINIO_ROOT_USER); at least 3 characters
+    secret_key: str = field(repr=False)  # root secret (MINIO_ROOT_PASSWORD); at least 8 chars
+    listen: tuple[str, int] | None = None  # plain-HTTP S3 address (host, port)
+    tls_listen: tuple[str, int] | None = None  # HTTPS S3 address (host, port)
+    tls_cert: Path | None = None  # PEM certificate chain served on tls_listen
+    tls_key: Path | None = None  # PEM private key of tls_cert
+    topology: Path | None = None  # topology.json of the storage nodes (absent with memory)
+    state_dir: Path | None = None  # directory for the gateway's local state (heal queue, ...)
+    node_cert: Path | None = None  # client certificate presented to storage nodes (mTLS)
+    node_key: Path | None = None
+    node_ca: Path | None = None  # CA that signed the storage nodes' certificates
+    memory: bool = False  # dev/test only: keep every object in this process's memory
+    parity: int | None = None  # MINIO_STORAGE_CLASS_STANDARD=EC:n; None = MinIO's default
+    domains: tuple[str, ...] = ()  # virtual-host-style bucket domains (MINIO_DOMAIN)
+    region: str = DEFAULT_REGION  # region in the SigV4 credential scope
+    log_level: str = "info"
+
+    def parity_for(self, set_size: int) -> int:
+        """Parity shards per erasure set: the configured EC:n, else MinIO's default."""
+        return self.parity if self.parity is not None else default_parity(set_size)
+
+
+def default_parity(set_size: int) -> int:
+    """MinIO's default parity for an erasure set of `set_size` drives."""
+    if set_size <= 1:
+        return 0
+    if set_size <= 3:
+        return 1
+    if set_size <= 5:
+        return 2
+    if set_size <= 7:
+        return 3
+    return 4
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m gateway",
+                                description="Tessera S3 gateway (HTTP and/or HTTPS).")
+    p.add_argument("--listen", help=f"HTTP address host:port (env {ENV_LISTEN})")
+    p.add_argument("--tls-listen", help=f"HTTPS address host:port (env {ENV_TLS_LISTEN})")
+    p.add_argument("--tls-cert", help="PEM certificate for --tls-listen")
+    p.add_argument("--tls-key", help="PEM private key for --tls-listen")
+    p.add_argument("--topology", help="topology.json describing the storage nodes")
+    p.add_argument("--state-dir", help="directory for the gateway's local state")
+    p.add_argument("--node-cert", help="client certificate for mTLS to storage nodes")
+    p.add_argument("--node-key", help="private key of --node-cert")
+    p.add_argument("--node-ca", help="CA certificate of the storage nodes")
+    p.add_argument("--domain", help=f"virtual-host-style domain(s), comma-separated "
+                                    f"(env {ENV_DOMAIN})")
+    p.add_argument("--region", help=f"SigV4 region (env {ENV_REGION}, default {DEFAULT_REGION})")
+    p.add_argument("--memory", action="store_true",
+                   help="DEVELOPMENT/TESTS ONLY: store objects in this process's memory "
+                        "(lost at exit); no storage nodes are used")
+    p.add_argument("--log-level", help=f"debug|info|warning|error (env {ENV_LOG_LEVEL})")
+    return p
+
+
+def load_config(argv: Sequence[str] | None = None,
+                environ: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Parse flags (with environment defaults) into a validated `GatewayConfig`."""
+    env = dict(os.environ if environ is None else environ)
+    args = _parser().parse_args(argv)
+    access, secret = _credentials(env)
+    listen = _address("--listen", args.listen or env.get(ENV_LISTEN))
+    tls_listen = _address("--tls-listen", args.tls_listen or env.get(ENV_TLS_LISTEN))
+    if listen is None and tls_listen is None:
+        raise ConfigError("no address to serve: give --listen and/or --tls-listen")
+    tls_cert, tls_key = _path(args.tls_cert, "--tls-cert"), _path(args.tls_key, "--tls-key")
+    if tls_listen and not (tls_cert and tls_key):
+        raise ConfigError("--tls-listen needs both --tls-cert and --tls-key")
+    topology = _path(args.topology, "--topology")
+    if not args.memory and topology is None:
+        raise ConfigError("--topology is required (or --memory for a development gateway)")
+    parity = _parity(env.get(ENV_STORAGE_CLASS_STANDARD))
+    if topology is not None and not args.memory:
+        _check_parity(parity, topology)
+    node_tls = [_path(args.node_cert, "--node-cert"), _path(args.node_key, "--node-key"),
+                _path(args.node_ca, "--node-ca")]
+    if any(node_tls) and not all(node_tls):
+        raise ConfigError("--node-cert, --node-key and --node-ca go together")
+    level = (args.log_level or env.get(ENV_LOG_LEVEL) or "info").lower()
+    if level not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"log level {level!r} is not one of debug, info, warning, error")
+    return GatewayConfig(
+        access_key=access, secret_key=secret, listen=listen, tls_listen=tls_listen,
+        tls_cert=tls_cert, tls_key=tls_key, topology=topology,
+        state_dir=Path(args.state_dir) if args.state_dir else None,
+        node_cert=node_tls[0], node_key=node_tls[1], node_ca=node_tls[2],
+        memory=args.memory, parity=parity,
+        domains=_domains(args.domain or env.get(ENV_DOMAIN, "")),
+        region=_region(args.region or env.get(ENV_REGION) or env.get(ENV_SITE_REGION)),
+        log_level=level,
+    )
+
+
+def _secret_env(env: Mapping[str, str], name: str) -> str | None:
+    if env.get(name):
+        return env[name]
+    file_name = env.get(name + SECRET_FILE_SUFFIX)
+    if not file_name:
+        return None
+    path = Path(file_name)
+    try:
+        mode = path.stat().st_mode
+        if mode & stat.S_IROTH:
+            raise ConfigError(f"{name}{SECRET_FILE_SUFFIX}: {path} is world-readable; "
+                              "chmod o-r it")
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{name}{SECRET_FILE_SUFFIX}: cannot read {path}: "
+                          f"{exc.strerror}") from exc
+
+
+def _credentials(env: Mapping[str, str]) -> tuple[str, str]:
+    access = _secret_env(env, ENV_ROOT_USER) or _secret_env(env, ENV_ACCESS_KEY)
+    secret = _secret_env(env, ENV_ROOT_PASSWORD) or _secret_env(env, ENV_SECRET_KEY)
+    if not access or not secret:
+        raise ConfigError(f"credentials missing: set {ENV_ROOT_USER} and {ENV_ROOT_PASSWORD}")
+    if len(access) < 3:
+        raise ConfigError(f"{ENV_ROOT_USER} must be at least 3 characters long")
+    if len(secret) < 8:
+        raise ConfigError(f"{ENV_ROOT_PASSWORD} must be at least 8 characters long")
+    return access, secret
+
+
+def _address(flag: str, value: str | None) -> tuple[str, int] | None:
+    if not value:
+        return None
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{flag} {value!r} is not host:port")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _path(value: str | None, flag: str) -> Path | None:
+    if not value:
+        return None
+    path = Path(value)
+    if not path.exists():
+        raise ConfigError(f"{flag}: {path} does not exist")
+    return path
+
+
+_EC_RE = re.compile(r"^EC:(\d{1,2})$")
+
+
+def _parity(value: str | None) -> int | None:
+    if value is None or value.strip() == "":
+        return None
+    match = _EC_RE.match(value.strip())
+    if not match:
+        raise ConfigError(f"{ENV_STORAGE_CLASS_STANDARD}={value!r} must look like EC:2")
+    return int(match.group(1))
+
+
+def _check_parity(parity: int | None, topology_path: Path) -> None:
+    try:
+        set_size = Topology.load(topology_path).set_size
+    except TopologyError as exc:
+        raise ConfigError(str(exc)) from exc
+    if parity is not None and parity > set_size // 2:
+        raise ConfigError(f"{ENV_STORAGE_CLASS_STANDARD}=EC:{parity} is more than half of the "
+                          f"erasure set size {set_size}")
+
+
+_DOMAIN_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d+)?$")
+
+
+def _domains(value: str) -> tuple[str, ...]:
+    domains = tuple(d.strip().lower() for d in value.split(",") if d.strip())
+    for domain in domains:
+        if not _DOMAIN_RE.match(domain):
+            raise ConfigError(f"{ENV_DOMAIN}: {domain!r} is not a domain name")
+    return domains
+
+
+def _region(value: str | None) -> str:
+    region = (value or DEFAULT_REGION).strip()
+    if not re.match(r"^[a-z0-9-]{1,63}$", region):
+        raise ConfigError(f"{ENV_REGION}: {region!r} is not a region name")
+    return region

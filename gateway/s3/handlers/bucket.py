@@ -1,0 +1,92 @@
+"""Bucket operations: ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation,
+GetBucketVersioning (always unversioned), GetBucketAcl, and the encryption-config seam."""
+
+from __future__ import annotations
+
+from ..body import read_small_body
+from ..errors import S3Error
+from ..request import Context, Response
+from ..xml import Element, find_text, iso8601, parse_xml
+from .common import bucket_of, owner_element, xml_response
+
+__all__ = [
+    "bucket_encryption",
+    "create_bucket",
+    "delete_bucket",
+    "get_acl",
+    "get_bucket_location",
+    "get_bucket_versioning",
+    "head_bucket",
+    "list_buckets",
+]
+
+MAX_CONFIG_BODY = 64 * 1024
+
+
+async def list_buckets(ctx: Context) -> Response:
+    root = Element("ListAllMyBucketsResult")
+    owner_element(root, ctx)
+    buckets = root.add("Buckets")
+    for info in await ctx.layer.list_buckets():
+        bucket = buckets.add("Bucket")
+        bucket.add("Name", info.name)
+        bucket.add("CreationDate", iso8601(info.created_ns))
+    return xml_response(root)
+
+
+async def create_bucket(ctx: Context) -> Response:
+    bucket = bucket_of(ctx)
+    body = await read_small_body(ctx, MAX_CONFIG_BODY)
+    if body.strip():
+        config = parse_xml(body, "CreateBucketConfiguration")
+        location = find_text(config, "LocationConstraint") or ""
+        if location not in ("", ctx.config.region):
+            raise S3Error("InvalidLocationConstraint",
+                          f"The location constraint {location!r} does not match this "
+                          f"server's region {ctx.config.region!r}.")
+    await ctx.layer.make_bucket(bucket)
+    return Response(200, {"location": f"/{bucket}"})
+
+
+async def head_bucket(ctx: Context) -> Response:
+    await ctx.layer.head_bucket(bucket_of(ctx))
+    return Response(200, {"x-amz-bucket-region": ctx.config.region})
+
+
+async def delete_bucket(ctx: Context) -> Response:
+    await ctx.layer.delete_bucket(bucket_of(ctx))
+    return Response(204)
+
+
+async def get_bucket_location(ctx: Context) -> Response:
+    await ctx.layer.head_bucket(bucket_of(ctx))
+    region = ctx.config.region
+    # S3 answers an empty constraint for us-east-1
+    return xml_response(Element("LocationConstraint", "" if region == "us-east-1" else region))
+
+
+async def get_bucket_versioning(ctx: Context) -> Response:
+    await ctx.layer.head_bucket(bucket_of(ctx))
+    return xml_response(Element("VersioningConfiguration"))
+
+
+async def get_acl(ctx: Context) -> Response:
+    """The only ACL we have: the owner holds FULL_CONTROL (s3cmd and some SDKs ask)."""
+    bucket = bucket_of(ctx)
+    if ctx.req.key is not None:
+        reader = await ctx.layer.open_object(bucket, ctx.req.key)
+        await reader.close()
+    else:
+        await ctx.layer.head_bucket(bucket)
+    root = Element("AccessControlPolicy")
+    owner_element(root, ctx)
+    grant = root.add("AccessControlList").add("Grant")
+    owner_element(grant, ctx, "Grantee")
+    grant.add("Permission", "FULL_CONTROL")
+    return xml_response(root)
+
+
+async def bucket_encryption(ctx: Context) -> Response:
+    await ctx.layer.head_bucket(bucket_of(ctx))
+    raise S3Error("NotImplemented",
+                  "Bucket encryption configuration is not available on this gateway.")

@@ -1,0 +1,63 @@
+"""Pieces every handler uses: validated bucket and key, integer query arguments, the owner
+element, and XML responses."""
+
+from __future__ import annotations
+
+import hashlib
+
+from ..errors import S3Error
+from ..names import check_bucket_name, check_key
+from ..request import Context, Response
+from ..xml import Element, render
+
+__all__ = ["bucket_of", "int_arg", "object_of", "owner_element", "xml_response"]
+
+
+def xml_response(root: Element, status: int = 200,
+                 headers: dict[str, str] | None = None) -> Response:
+    out = {"content-type": "application/xml"}
+    out.update(headers or {})
+    return Response(status, out, render(root))
+
+
+def bucket_of(ctx: Context) -> str:
+    bucket = ctx.req.bucket
+    assert bucket is not None  # the router only sends bucket and object requests here
+    check_bucket_name(bucket)
+    return bucket
+
+
+def object_of(ctx: Context) -> tuple[str, str]:
+    bucket = bucket_of(ctx)
+    key = ctx.req.key
+    assert key is not None
+    check_key(key)
+    return bucket, key
+
+
+def int_arg(ctx: Context, name: str, default: int, low: int, high: int | None = None,
+            *, clamp: bool = False) -> int:
+    """An integer query argument in [low, high]; `clamp` caps at high instead of failing."""
+    text = ctx.req.args.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise S3Error("InvalidArgument", f"Argument {name} must be an integer.",
+                      ArgumentName=name, ArgumentValue=text[:64]) from None
+    if value < low:
+        raise S3Error("InvalidArgument", f"Argument {name} must be at least {low}.",
+                      ArgumentName=name, ArgumentValue=text[:64])
+    if high is not None and value > high:
+        if clamp:
+            return high
+        raise S3Error("InvalidArgument", f"Argument {name} must be at most {high}.",
+                      ArgumentName=name, ArgumentValue=text[:64])
+    return value
+
+
+def owner_element(parent: Element, ctx: Context, tag: str = "Owner") -> None:
+    owner = parent.add(tag)
+    owner.add("ID", hashlib.sha256(ctx.config.access_key.encode()).hexdigest())
+    owner.add("DisplayName", ctx.config.access_key)
