@@ -184,9 +184,11 @@ class ErasureObjectLayer:
 
     async def complete_multipart_upload(self, bucket: str, key: str, upload_id: str,
                                         parts: list[CompletedPart], *,
-                                        sse_c: SSECustomerKey | None = None) -> ObjectInfo:
+                                        sse_c: SSECustomerKey | None = None,
+                                        checksums: Mapping[str, str] | None = None,
+                                        ) -> ObjectInfo:
         stored = await multipart.get_upload(self.ctx, bucket, key, upload_id)
-        return await multipart.complete_upload(self.ctx, stored, parts)
+        return await multipart.complete_upload(self.ctx, stored, parts, checksums=checksums)
 
     # ---- lifecycle ----
 

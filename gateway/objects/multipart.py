@@ -15,7 +15,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import grpc
 
@@ -190,7 +190,7 @@ async def list_parts(ctx: LayerContext, upload: UploadInfo, *, part_number_marke
 
 def _check_completion(parts: list[CompletedPart], agreed: dict[int, _AgreedPart]) -> None:
     if not parts:
-        raise oe.InvalidInput("CompleteMultipartUpload needs at least one part")
+        raise oe.InvalidPart("CompleteMultipartUpload needs at least one part")
     numbers = [p.part_number for p in parts]
     if any(b <= a for a, b in itertools.pairwise(numbers)):
         raise oe.InvalidPartOrder("parts must be listed in ascending order")
@@ -203,8 +203,8 @@ def _check_completion(parts: list[CompletedPart], agreed: dict[int, _AgreedPart]
                 f"part {part.part_number} is {have.meta.size} bytes, under {MIN_PART_SIZE}")
 
 
-async def complete_upload(ctx: LayerContext, stored: StoredUpload,
-                          parts: list[CompletedPart]) -> ObjectInfo:
+async def complete_upload(ctx: LayerContext, stored: StoredUpload, parts: list[CompletedPart],
+                          *, checksums: Mapping[str, str] | None = None) -> ObjectInfo:
     upload = stored.info
     bucket, key = upload.bucket, upload.key
     eset = ctx.placement.locate(bucket, key)
@@ -218,8 +218,8 @@ async def complete_upload(ctx: LayerContext, stored: StoredUpload,
         size=sum(a.meta.size for a in chosen),
         etag=multipart_etag([bytes.fromhex(a.meta.etag) for a in chosen]),
         mod_time_ns=time.time_ns(), erasure=erasure_record(ctx, eset),
-        metadata=upload.metadata, parts=records, multipart=True,
-        encryption=stored.meta.encryption)
+        metadata=replace(upload.metadata, checksums=dict(checksums or {})), parts=records,
+        multipart=True, encryption=stored.meta.encryption)
     refs = tuple(pb.PartRef(part_number=a.number, data_id=a.data_id, shard_size=a.shard_size)
                  for a in chosen)
     nodes = set(ctx.pool.usable(eset.nodes, eset.write_quorum))
@@ -270,5 +270,15 @@ async def list_uploads(ctx: LayerContext, bucket: str, *, prefix: str, key_marke
         chosen = [UploadMeta.from_bytes(blobs.most_common(1)[0][0]).upload_info(bucket, *name)
                   for name, blobs in votes.items() if blobs.total() * 2 > len(replies)]
         found.extend(chosen)
+    found = [u for u in found if _after_marker(u, key_marker, upload_id_marker)]
     found.sort(key=lambda u: (u.key, u.upload_id))
     return found[: max(limit, 0)], len(found) > max(limit, 0)
+
+
+def _after_marker(upload: UploadInfo, key_marker: str, upload_id_marker: str) -> bool:
+    """S3's marker rule: after the marker key, or the marker key's later uploads (upload ids
+    are time-ordered, so their order is initiation order)."""
+    if not key_marker or upload.key > key_marker:
+        return True
+    return upload.key == key_marker and bool(upload_id_marker) and \
+        upload.upload_id > upload_id_marker
