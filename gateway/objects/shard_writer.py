@@ -113,7 +113,8 @@ class ShardWriter:
     def _fail(self, error: NodeCallError) -> None:
         if self.error is None:
             self.error = error
-        self._task.cancel()
+        if self._task is not asyncio.current_task():
+            self._task.cancel()
         while not self._queue.empty():  # unblocks a producer waiting on a full queue
             self._queue.get_nowait()
 
@@ -399,7 +400,7 @@ async def abort_write(ctx: LayerContext, nodes: tuple[str, ...] | list[str], dat
     """Best effort: drop a write's temporary data now (nodes also sweep it after a while)."""
     request = pb.AbortWriteRequest(data_id=data_id)
     timeout = ctx.timeouts.unary
-    usable = ctx.pool.usable(list(nodes), len(nodes))
+    usable = ctx.pool.usable(list(nodes), 0)  # sidelined nodes sweep it themselves
     await fan_out(usable, lambda n: ctx.pool.client(n).unary("AbortWrite", request,
                                                              deadline=timeout),
                   quorum=0, timeout=timeout + 1)
