@@ -38,10 +38,17 @@ class ProcessRecord:
 
 
 def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
+    # Just after a spawn the kernel may briefly report an empty cmdline for a live process
+    # (exec still in progress); ask again for a moment before calling it gone.
+    for _ in range(50):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return b""
+        if cmdline:
+            return cmdline
+        time.sleep(0.002)
+    return b""
 
 
 def is_alive(record: ProcessRecord) -> bool:

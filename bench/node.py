@@ -1,0 +1,193 @@
+"""One storage node over loopback gRPC with mTLS: shard write/read MB/s and small-object ops/s.
+
+Every figure is printed beside the machine's limits of the same run (raw loopback TCP for
+transfers, disk write+fsync for writes) as a ratio, plus the node's own CPU cost (MB moved per
+node CPU-second). Three node variants, each a real `python -m node` started by the launcher:
+the sync server (the default), the aio server, and the sync server with glibc's
+MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ set (PERFORMANCE.md's allocator trap).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+
+from bench import limits
+from cluster.launcher import Cluster, ClusterSpec
+from common import bitrot
+from proto import storage_pb2 as pb
+from proto import storage_pb2_grpc
+
+__all__ = ["run"]
+
+MB = 1_000_000
+# 1 MiB-ish erasure blocks holding 16 DARE packages (16 x 65,568), 4+2: 262,272-byte shards
+GEOMETRY = pb.Geometry(data_shards=4, parity_shards=2, block_size=16 * 65_568,
+                       shard_block_size=4 * 65_568, hash=bitrot.XXH3_128)  # type: ignore
+ONE_STREAM = 160 << 20
+PER_STREAM_OF_4 = 48 << 20
+SMALL_SHARD = 1024  # this node's shard of a 4 KiB object
+SMALL_OPS = 1500
+IN_FLIGHT = 16
+ROUNDS = 2
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "67108864", "MALLOC_TRIM_THRESHOLD_": "268435456"}
+VARIANTS = [("sync", {"TESSERA_NODE_SERVER": "sync"}),
+            ("aio", {"TESSERA_NODE_SERVER": "aio"}),
+            ("sync+malloc", {"TESSERA_NODE_SERVER": "sync", **MALLOC_ENV})]
+
+
+@contextlib.contextmanager
+def _node(env: dict[str, str]) -> Iterator[tuple[Cluster, storage_pb2_grpc.StorageStub]]:
+    root = Path(tempfile.mkdtemp(prefix="tessera-bench-node-"))
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the launcher passes its environment on to the node
+    cluster = Cluster(root)
+    channel = None
+    try:
+        cluster.up(ClusterSpec(nodes=1, gateways=0, kes=0, ports="auto"), log=lambda _: None)
+        cert, key = cluster.admin_cert()
+        creds = grpc.ssl_channel_credentials(cluster.ca_path.read_bytes(), key.read_bytes(),
+                                             cert.read_bytes())
+        channel = grpc.secure_channel(cluster.record("node-1").address, creds, options=[
+            ("grpc.max_receive_message_length", 64 << 20)])
+        yield cluster, storage_pb2_grpc.StorageStub(channel)
+    except BaseException:
+        print(f"node log tail:\n{cluster.tail_log('node-1', 40)}", file=sys.stderr)
+        raise
+    finally:
+        if channel is not None:
+            channel.close()
+        cluster.down()
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _write(stub, key: str, size: int) -> None:
+    block = pb.ShardBlock(data=os.urandom(GEOMETRY.shard_block_size))
+    block.hash = bitrot.block_hash(bitrot.XXH3_128, block.data)
+    count = size // GEOMETRY.shard_block_size
+    data_id = str(uuid.uuid4())
+    header = pb.ShardHeader(bucket="bench", key=key, data_id=data_id, part_number=1,
+                            shard_index=0, geometry=GEOMETRY)
+
+    def messages():
+        yield pb.WriteShardMessage(header=header)
+        message = pb.WriteShardMessage(block=block)
+        for _ in range(count):
+            yield message
+
+    reply = stub.WriteShard(messages(), timeout=120)
+    request = pb.CommitObjectRequest(bucket="bench", key=key, version_id=str(uuid.uuid4()),
+                                     shard_index=0, geometry=GEOMETRY)
+    request.parts.add(part_number=1, data_id=data_id, shard_size=reply.bytes)
+    stub.CommitObject(request, timeout=60)
+
+
+def _read(stub, key: str) -> int:
+    stream = stub.ReadShard(pb.ReadShardRequest(bucket="bench", key=key, part_number=1),
+                            timeout=120)
+    return sum(len(b.data) for b in stream)
+
+
+def _parallel(jobs: list[Callable[[], object]]) -> None:
+    threads = [threading.Thread(target=j) for j in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def _timed(pid: int, fn: Callable[[], object]) -> tuple[float, float]:
+    """(wall seconds, node CPU seconds) of fn()."""
+    cpu, start = _cpu_seconds(pid), time.perf_counter()
+    fn()
+    return time.perf_counter() - start, _cpu_seconds(pid) - cpu
+
+
+def _small_ops(stub, n: int, in_flight: int, make: Callable[[int], object],
+               call: Callable) -> float:
+    """ops/s of n calls with `in_flight` outstanding at a time (gRPC futures)."""
+    start = time.perf_counter()
+    pending: list = []
+    for i in range(n):
+        pending.append(call.future(make(i), timeout=60))
+        if len(pending) >= in_flight:
+            pending.pop(0).result()
+    for f in pending:
+        f.result()
+    return n / (time.perf_counter() - start)
+
+
+def _measure_variant(name: str, env: dict[str, str]) -> dict[str, tuple[float, float | None]]:
+    """measure -> (value, MB per node CPU-second or None)."""
+    out: dict[str, tuple[float, float | None]] = {}
+    with _node(env) as (cluster, stub):
+        pid = cluster.record("node-1").pid
+        stub.MakeBucket(pb.MakeBucketRequest(bucket="bench"), timeout=10)
+        wall, cpu = _timed(pid, lambda: _write(stub, "one", ONE_STREAM))
+        out["write 1 stream"] = (ONE_STREAM / wall / MB, ONE_STREAM / cpu / MB)
+        keys = [f"four-{i}" for i in range(4)]
+        wall, cpu = _timed(pid, lambda: _parallel(
+            [lambda k=k: _write(stub, k, PER_STREAM_OF_4) for k in keys]))
+        out["write 4 streams"] = (4 * PER_STREAM_OF_4 / wall / MB, 4 * PER_STREAM_OF_4 / cpu / MB)
+        wall, cpu = _timed(pid, lambda: _read(stub, "one"))
+        out["read 1 stream"] = (ONE_STREAM / wall / MB, ONE_STREAM / cpu / MB)
+        wall, cpu = _timed(pid, lambda: _parallel([lambda k=k: _read(stub, k) for k in keys]))
+        out["read 4 streams"] = (4 * PER_STREAM_OF_4 / wall / MB, 4 * PER_STREAM_OF_4 / cpu / MB)
+        shard = os.urandom(SMALL_SHARD)
+
+        def commit(i: int) -> pb.CommitObjectRequest:
+            return pb.CommitObjectRequest(bucket="bench", key=f"small/{i % 500}",
+                                          version_id=str(uuid.uuid4()), shard_index=0,
+                                          geometry=GEOMETRY, inline_shard=shard)
+
+        def read_meta(i: int) -> pb.ReadMetaRequest:
+            return pb.ReadMetaRequest(bucket="bench", key=f"small/{i % 500}",
+                                      include_inline=True)
+
+        for in_flight in (1, IN_FLIGHT):
+            out[f"inline PUT x{in_flight}"] = (
+                _small_ops(stub, SMALL_OPS, in_flight, commit, stub.CommitObject), None)
+            out[f"inline GET x{in_flight}"] = (
+                _small_ops(stub, SMALL_OPS, in_flight, read_meta, stub.ReadMeta), None)
+    return out
+
+
+def run() -> list[dict]:
+    lim = limits.measure()
+    best: dict[tuple[str, str], tuple[float, float | None]] = {}
+    for _ in range(ROUNDS):  # interleaved rounds: a noisy neighbour hits every variant alike
+        for name, env in VARIANTS:
+            for measure, value in _measure_variant(name, env).items():
+                if (name, measure) not in best or value[0] > best[name, measure][0]:
+                    best[name, measure] = value
+    rows = []
+    for (name, measure), (value, per_cpu) in best.items():
+        row: dict = {"node": name, "measure": measure}
+        if measure.startswith(("write", "read")):
+            row.update({"MB/s": value, "ops/s": None,
+                        "x loopback": value / lim.loopback_tcp,
+                        "x disk": value / lim.disk_write_fsync if "write" in measure else None,
+                        "MB/node-cpu-s": per_cpu})
+        else:
+            row.update({"MB/s": None, "ops/s": value})
+        rows.append(row)
+    rows.append({"node": "limit", "measure": "raw loopback tcp", "MB/s": lim.loopback_tcp})
+    rows.append({"node": "limit", "measure": "disk write+fsync", "MB/s": lim.disk_write_fsync})
+    return rows

@@ -1,0 +1,140 @@
+"""The node's gRPC server: credentials, health service, and the sync (thread-pool) transport
+that puts `StorageService` on the wire, turning every error into a status code + reason."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from proto import storage_pb2, storage_pb2_grpc
+
+from .config import ConfigError, NodeConfig
+from .errors import REASON_KEY, DiskIOError, InternalError, NodeError, translate
+from .service import StorageService
+
+__all__ = ["SERVICE_NAME", "build_sync_server", "rpc_methods", "server_credentials",
+           "server_options", "status_of"]
+
+log = logging.getLogger("node.server")
+
+SERVICE_NAME = "tessera.storage.v1.Storage"
+MAX_MESSAGE = 64 * 1024 * 1024
+
+
+def rpc_methods() -> list[tuple[str, bool, bool]]:
+    """(name, client_streaming, server_streaming) of every Storage RPC."""
+    service = storage_pb2.DESCRIPTOR.services_by_name["Storage"]
+    return [(m.name, m.client_streaming, m.server_streaming) for m in service.methods]
+
+
+def server_options() -> list[tuple[str, int]]:
+    return [
+        ("grpc.so_reuseport", 0),  # a busy port must fail, not be shared with another node
+        ("grpc.max_receive_message_length", MAX_MESSAGE),
+        ("grpc.max_send_message_length", MAX_MESSAGE),
+    ]
+
+
+def server_credentials(config: NodeConfig) -> grpc.ServerCredentials | None:
+    """mTLS credentials (client certificates required), or None with --insecure."""
+    if config.insecure:
+        return None
+    assert config.tls_cert and config.tls_key and config.client_ca
+    try:  # gRPC only notices a bad pair at the first handshake; say so at start instead
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(config.tls_cert, config.tls_key)
+        ctx.load_verify_locations(config.client_ca)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"TLS files unusable ({config.tls_cert}, {config.tls_key}, "
+                          f"{config.client_ca}): {exc}") from None
+    return grpc.ssl_server_credentials(
+        [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())],
+        root_certificates=config.client_ca.read_bytes(), require_client_auth=True)
+
+
+def status_of(exc: BaseException, method: str) -> NodeError:
+    """The NodeError to report for `exc`; disk and internal failures are logged here."""
+    err = translate(exc)
+    if isinstance(err, InternalError):
+        log.error("%s failed", method, exc_info=exc)
+    elif isinstance(err, DiskIOError):
+        log.error("%s: %s", method, err)
+    return err
+
+
+def _abort(context: grpc.ServicerContext, err: NodeError) -> None:
+    context.set_trailing_metadata(((REASON_KEY, err.reason),))
+    context.abort(err.code, str(err) or err.reason)
+
+
+def _cancelled(context: grpc.ServicerContext, exc: BaseException) -> bool:
+    return isinstance(exc, grpc.RpcError) or not context.is_active()
+
+
+def _unary(name: str, fn: Callable) -> Callable:
+    def handler(request, context):
+        try:
+            return fn(request)
+        except Exception as exc:
+            if _cancelled(context, exc):
+                raise
+            _abort(context, status_of(exc, name))
+    return handler
+
+
+def _server_stream(name: str, fn: Callable) -> Callable:
+    def handler(request, context) -> Iterator:
+        try:
+            yield from fn(request)
+        except Exception as exc:
+            if _cancelled(context, exc):
+                raise
+            _abort(context, status_of(exc, name))
+    return handler
+
+
+def build_sync_server(config: NodeConfig, service: StorageService,
+                      health_servicer: health.HealthServicer) -> grpc.Server:
+    """A started-later grpc.Server serving Storage and grpc.health.v1 on config.listen."""
+    server = grpc.server(ThreadPoolExecutor(config.workers, thread_name_prefix="rpc"),
+                         options=server_options())
+    servicer = storage_pb2_grpc.StorageServicer()
+    for name, _client_streaming, server_streaming in rpc_methods():
+        fn = getattr(service, name)
+        # a client stream (WriteShard) is a unary handler taking the request iterator
+        wrap = _server_stream if server_streaming else _unary
+        setattr(servicer, name, wrap(name, fn))
+    storage_pb2_grpc.add_StorageServicer_to_server(servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    bind(server, config)
+    return server
+
+
+def bind(server: grpc.Server | grpc.aio.Server, config: NodeConfig) -> None:
+    creds = server_credentials(config)
+    try:
+        if creds is None:
+            port = server.add_insecure_port(config.listen)
+        else:
+            port = server.add_secure_port(config.listen, creds)
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise ConfigError(f"cannot listen on {config.listen}: address in use or unavailable")
+
+
+def new_health() -> health.HealthServicer:
+    servicer = health.HealthServicer(experimental_non_blocking=True)
+    return servicer
+
+
+def set_serving(servicer: health.HealthServicer, serving: bool) -> None:
+    status = (health_pb2.HealthCheckResponse.SERVING if serving
+              else health_pb2.HealthCheckResponse.NOT_SERVING)
+    for name in ("", SERVICE_NAME):
+        servicer.set(name, status)

@@ -1,0 +1,325 @@
+"""The Storage service, transport-free: each RPC as a method taking and returning protobuf
+messages and raising NodeError. `server.py` / `aio_server.py` put it on the wire."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from common import bitrot
+from proto import storage_pb2 as pb
+
+from . import validate, versions
+from .commit import commit_with_files, restore_staged
+from .config import NodeConfig
+from .convert import version_msg
+from .errors import Corrupt, InvalidArgument, NoSuchPart
+from .inspect import InspectOps
+from .metastore import MetaStore
+from .multipart import MultipartOps
+from .records import Geometry, PartRecord, VersionRecord
+from .shardstore import ShardStore
+from .writes import PendingWrites, StagedWrite
+
+__all__ = ["ShardIngest", "StorageService"]
+
+_LIST_PAGE = 1000
+_MAX_VERSIONS = 1000
+
+
+def _write_geometry(msg: pb.ShardHeader | pb.CommitObjectRequest) -> Geometry:
+    if not msg.HasField("geometry"):
+        raise InvalidArgument("geometry is required")
+    return validate.geometry(msg.geometry, msg.shard_index)
+
+
+class ShardIngest:
+    """One WriteShard stream: a checked header, then blocks appended to a tmp/ file."""
+
+    def __init__(self, service: StorageService, header: pb.ShardHeader):
+        self.bucket = validate.bucket_name(header.bucket)
+        self.key = validate.object_key(header.key)
+        self.data_id = validate.token(header.data_id, "data_id")
+        self.part_number = validate.part_number(header.part_number)
+        self.upload_id = validate.token(header.upload_id, "upload_id") if header.upload_id else ""
+        self.shard_index = header.shard_index
+        self.geometry = _write_geometry(header)
+        service.meta.read(lambda c: versions.require_bucket(c, self.bucket))
+        self._service = service
+        self._writer = service.shards.new_writer(self.geometry.hash_algorithm,
+                                                 self.geometry.shard_block_size)
+        self._streaming = service.writes.streaming(self._writer.file_id)
+        self._streaming.__enter__()
+
+    def add(self, block: pb.ShardBlock) -> None:
+        self._writer.write_block(block.data, block.hash)
+
+    def finish(self) -> pb.WriteShardReply:
+        """fsync, then stage the write for CommitObject / PutPart."""
+        w = self._writer
+        try:
+            w.finish()
+            staged = StagedWrite(
+                key=(self.data_id, self.part_number, self.shard_index), bucket=self.bucket,
+                object_key=self.key, upload_id=self.upload_id, geometry=self.geometry,
+                file_id=w.file_id, blocks=w.blocks, shard_size=w.bytes, file_size=w.file_size)
+            replaced = self._service.writes.stage(staged)
+        except BaseException:
+            self.abort()
+            raise
+        self._streaming.__exit__(None, None, None)
+        if replaced is not None:
+            self._service.shards.discard_tmp([replaced.file_id])
+        return pb.WriteShardReply(blocks=w.blocks, bytes=w.bytes)
+
+    def abort(self) -> None:
+        self._writer.abort()
+        self._streaming.__exit__(None, None, None)
+
+
+class StorageService(MultipartOps, InspectOps):
+    """Every RPC of proto/storage.proto over one data directory."""
+
+    def __init__(self, config: NodeConfig, meta: MetaStore, shards: ShardStore,
+                 writes: PendingWrites):
+        self.config = config
+        self.meta = meta
+        self.shards = shards
+        self.writes = writes
+        self.started = time.monotonic()
+
+    # ---- buckets ----
+
+    def MakeBucket(self, req: pb.MakeBucketRequest) -> pb.MakeBucketReply:
+        name = validate.bucket_name(req.bucket)
+        self.meta.write(lambda c: versions.make_bucket(c, name, time.time_ns()))
+        return pb.MakeBucketReply()
+
+    def DeleteBucket(self, req: pb.DeleteBucketRequest) -> pb.DeleteBucketReply:
+        name = validate.bucket_name(req.bucket)
+        self.shards.delete(self.meta.write(lambda c: versions.delete_bucket(c, name)))
+        return pb.DeleteBucketReply()
+
+    def HeadBucket(self, req: pb.HeadBucketRequest) -> pb.BucketInfo:
+        name = validate.bucket_name(req.bucket)
+        created = self.meta.read(lambda c: versions.require_bucket(c, name))
+        return pb.BucketInfo(name=name, created_ns=created)
+
+    def ListBuckets(self, req: pb.ListBucketsRequest) -> pb.ListBucketsReply:
+        rows = self.meta.read(versions.list_buckets)
+        return pb.ListBucketsReply(buckets=[pb.BucketInfo(name=n, created_ns=c) for n, c in rows])
+
+    def PutBucketConfig(self, req: pb.PutBucketConfigRequest) -> pb.PutBucketConfigReply:
+        bucket = validate.bucket_name(req.bucket)
+        name = validate.token(req.name, "config name")
+        value = validate.meta_blob(req.value)
+        self.meta.write(lambda c: versions.put_bucket_config(c, bucket, name, value))
+        return pb.PutBucketConfigReply()
+
+    def GetBucketConfig(self, req: pb.GetBucketConfigRequest) -> pb.GetBucketConfigReply:
+        bucket = validate.bucket_name(req.bucket)
+        name = validate.token(req.name, "config name")
+        value = self.meta.read(lambda c: versions.get_bucket_config(c, bucket, name))
+        return pb.GetBucketConfigReply(found=value is not None, value=value or b"")
+
+    # ---- shard writes ----
+
+    def begin_write(self, header: pb.ShardHeader) -> ShardIngest:
+        return ShardIngest(self, header)
+
+    def WriteShard(self, messages: Iterator[pb.WriteShardMessage]) -> pb.WriteShardReply:
+        first = next(messages, None)
+        if first is None or first.WhichOneof("msg") != "header":
+            raise InvalidArgument("a WriteShard stream starts with a ShardHeader")
+        ingest = self.begin_write(first.header)
+        try:
+            for msg in messages:
+                if msg.WhichOneof("msg") != "block":
+                    raise InvalidArgument("only ShardBlocks may follow the header")
+                ingest.add(msg.block)
+        except BaseException:
+            ingest.abort()
+            raise
+        return ingest.finish()
+
+    def AbortWrite(self, req: pb.AbortWriteRequest) -> pb.AbortWriteReply:
+        data_id = validate.token(req.data_id, "data_id")
+        self.shards.discard_tmp(w.file_id for w in self.writes.drop_data(data_id))
+        return pb.AbortWriteReply()
+
+    # ---- commit, delete, update ----
+
+    def CommitObject(self, req: pb.CommitObjectRequest) -> pb.CommitObjectReply:
+        new = self._new_version(req)
+        if req.upload_id:
+            upload_id = validate.token(req.upload_id, "upload_id")
+            wanted = [(p.part_number, p.data_id, p.shard_size) for p in new.parts]
+            job = self._completion_job(new, upload_id, wanted)
+            staged: list[StagedWrite] = []
+        else:
+            staged = self._claim_parts(new)
+            job = lambda c: versions.commit_version(c, new)  # noqa: E731
+        is_latest = commit_with_files(self.meta, self.shards, self.writes, staged, job)
+        return pb.CommitObjectReply(is_latest=is_latest)
+
+    def _new_version(self, req: pb.CommitObjectRequest) -> versions.NewVersion:
+        bucket = validate.bucket_name(req.bucket)
+        key = validate.object_key(req.key)
+        version_id = validate.version_id(req.version_id)
+        geometry = None
+        inline = inline_hash = None
+        if req.delete_marker:
+            if req.parts or req.inline_shard or req.upload_id:
+                raise InvalidArgument("a delete marker has no parts and no inline shard")
+        else:
+            geometry = _write_geometry(req)
+            if req.parts and req.inline_shard:
+                raise InvalidArgument("a version has either parts or an inline shard")
+            if not req.parts:
+                if req.upload_id:
+                    raise InvalidArgument("completing an upload needs its parts")
+                if len(req.inline_shard) > validate.MAX_INLINE:
+                    raise InvalidArgument(f"inline shard over {validate.MAX_INLINE} bytes")
+                inline = bytes(req.inline_shard)
+                inline_hash = bitrot.block_hash(bitrot.XXH3_128, inline)
+        numbers = [validate.part_number(p.part_number) for p in req.parts]
+        if numbers != sorted(set(numbers)):
+            raise InvalidArgument("part numbers must be unique and ascending")
+        parts = [PartRecord(n, validate.token(p.data_id, "data_id"), p.shard_size, "", 0)
+                 for n, p in zip(numbers, req.parts, strict=True)]
+        return versions.NewVersion(
+            bucket=bucket, key=key, version_id=version_id, delete_marker=req.delete_marker,
+            meta=validate.meta_blob(req.meta), shard_index=req.shard_index, geometry=geometry,
+            parts=parts, inline_shard=inline, inline_hash=inline_hash, now_ns=time.time_ns())
+
+    def _claim_parts(self, new: versions.NewVersion) -> list[StagedWrite]:
+        """Take the staged writes the parts name; parts without one keep an empty file id."""
+        keys = [(p.data_id, p.part_number, new.shard_index) for p in new.parts]
+        claimed = self.writes.claim(keys)
+        try:
+            for i, (p, k) in enumerate(zip(new.parts, keys, strict=True)):
+                w = claimed.get(k)
+                if w is None:
+                    continue
+                if (w.bucket, w.object_key, w.upload_id) != (new.bucket, new.key, ""):
+                    raise InvalidArgument(f"data {p.data_id} was written for another object")
+                if w.geometry != new.geometry:
+                    raise InvalidArgument(f"data {p.data_id} was written with another geometry")
+                if w.shard_size != p.shard_size:
+                    raise InvalidArgument(f"part {p.part_number}: shard_size {p.shard_size}, "
+                                          f"written {w.shard_size}")
+                new.parts[i] = PartRecord(p.part_number, p.data_id, p.shard_size, w.file_id,
+                                          w.file_size)
+        except BaseException:
+            restore_staged(self.writes, self.shards, claimed.values())
+            raise
+        return list(claimed.values())
+
+    @staticmethod
+    def _completion_job(new: versions.NewVersion, upload_id: str, wanted: list):
+        from . import uploads
+        from .errors import NoSuchUpload
+
+        def job(conn):
+            try:
+                new.parts, dropped = uploads.take_parts(
+                    conn, upload_id, new.bucket, new.key, new.shard_index, new.geometry, wanted)
+            except NoSuchUpload:
+                # a retried completion: fine if the version already holds exactly these parts
+                if not conn.execute("SELECT 1 FROM versions WHERE bucket = ? AND key = ? AND "
+                                    "version_id = ?", (new.bucket, new.key,
+                                                       new.version_id)).fetchone():
+                    raise
+                dropped = []
+            is_latest, obsolete = versions.commit_version(conn, new)
+            return is_latest, obsolete + dropped
+        return job
+
+    def DeleteVersion(self, req: pb.DeleteVersionRequest) -> pb.DeleteVersionReply:
+        bucket, key = validate.bucket_name(req.bucket), validate.object_key(req.key)
+        version_id = validate.version_id(req.version_id)
+        files = self.meta.write(
+            lambda c: versions.delete_version(c, bucket, key, version_id, time.time_ns()))
+        self.shards.delete(files)
+        return pb.DeleteVersionReply()
+
+    def UpdateMeta(self, req: pb.UpdateMetaRequest) -> pb.UpdateMetaReply:
+        bucket, key = validate.bucket_name(req.bucket), validate.object_key(req.key)
+        version_id = validate.version_id(req.version_id)
+        meta = validate.meta_blob(req.meta)
+        self.meta.write(lambda c: versions.update_meta(c, bucket, key, version_id, meta))
+        return pb.UpdateMetaReply()
+
+    # ---- reads ----
+
+    def ReadMeta(self, req: pb.ReadMetaRequest) -> pb.ReadMetaReply:
+        bucket, key = validate.bucket_name(req.bucket), validate.object_key(req.key)
+        version_id = validate.version_id(req.version_id) if req.version_id else ""
+        limit = min(req.max_versions or 1, _MAX_VERSIONS)
+        found = self.meta.read(lambda c: versions.read_versions(
+            c, bucket, key, version_id, limit, with_inline=req.include_inline))
+        for v, digest in found:
+            if v.inline_shard is not None:
+                self.checked_inline(v, digest)
+        return pb.ReadMetaReply(versions=[version_msg(v) for v, _ in found])
+
+    @staticmethod
+    def checked_inline(v: VersionRecord, digest: bytes) -> bytes:
+        data = v.inline_shard or b""
+        if bitrot.block_hash(bitrot.XXH3_128, data) != digest:
+            raise Corrupt(f"inline shard of {v.key!r} version {v.version_id} fails its hash")
+        return data
+
+    def ReadShard(self, req: pb.ReadShardRequest) -> Iterator[pb.ShardBlock]:
+        bucket, key = validate.bucket_name(req.bucket), validate.object_key(req.key)
+        version_id = validate.version_id(req.version_id) if req.version_id else ""
+        number = validate.part_number(req.part_number)
+        v, digest = self.meta.read(
+            lambda c: versions.version_for_read(c, bucket, key, version_id))
+        assert v.geometry is not None
+        if v.is_inline:
+            if number != 1:
+                raise NoSuchPart(f"inline object {key!r} has only part 1")
+            data = self.checked_inline(v, digest)
+            yield from _inline_blocks(data, v.geometry, req.start_block, req.block_count)
+            return
+        part = next((p for p in v.parts if p.part_number == number), None)
+        if part is None:
+            raise NoSuchPart(f"version {v.version_id} of {key!r} has no part {number}")
+        layout = v.geometry.layout(part.shard_size)
+        if req.start_block > layout.blocks:
+            raise InvalidArgument(f"start_block {req.start_block} beyond {layout.blocks} blocks")
+        with self.open_shard(v, part) as reader:
+            for data, block_hash in reader.blocks(req.start_block, req.block_count):
+                yield pb.ShardBlock(data=data, hash=block_hash)
+
+    def ListObjects(self, req: pb.ListObjectsRequest) -> Iterator[pb.ObjectVersion]:
+        bucket = validate.bucket_name(req.bucket)
+        prefix, after = req.prefix, req.start_after or None
+        self.meta.read(lambda c: versions.require_bucket(c, bucket))
+        left = req.limit or None
+        while left is None or left > 0:
+            page = _LIST_PAGE if left is None else min(_LIST_PAGE, left)
+            rows = self.meta.read(lambda c, a=after, n=page: versions.list_latest(
+                c, bucket, prefix, a, req.include_delete_markers, n))
+            for v in rows:
+                if not v.key.startswith(prefix):
+                    return
+                yield version_msg(v, with_parts=False)
+            if len(rows) < page:
+                return
+            after = rows[-1].key
+            if left is not None:
+                left -= len(rows)
+
+
+def _inline_blocks(data: bytes, geometry: Geometry, start: int,
+                   count: int) -> Iterator[pb.ShardBlock]:
+    """An inline shard served as blocks, exactly as if it were a shard file."""
+    layout = geometry.layout(len(data))
+    if start > layout.blocks:
+        raise InvalidArgument(f"start_block {start} beyond {layout.blocks} blocks")
+    end = layout.blocks if count == 0 else min(layout.blocks, start + count)
+    for block in range(start, end):
+        chunk = data[block * layout.block_size:(block + 1) * layout.block_size]
+        yield pb.ShardBlock(data=chunk, hash=bitrot.block_hash(geometry.hash_algorithm, chunk))
