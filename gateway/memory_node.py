@@ -3,7 +3,8 @@
 It keeps `proto/storage.proto`'s semantics (versions committed atomically, latest = highest
 version id, shard blocks verified on write and read, multipart staging) in dictionaries, and
 can be told to fail: `down` (unreachable), `paused` (answers nothing until the deadline),
-`fail_next[method]` (one injected error), `corrupt_block(...)` (bitrot on "disk").
+`fail_next[method]` (one injected error), `delay[method]` (a slow answer),
+`corrupt_block(...)` (bitrot on "disk").
 Integration tests use real node processes instead.
 """
 
@@ -53,6 +54,7 @@ class MemoryNode:
         self.down = False
         self.paused = False
         self.fail_next: dict[str, NodeCallError] = {}
+        self.delay: dict[str, float] = {}  # method -> seconds before it answers
         self.calls: list[str] = []
         self.buckets: dict[str, pb.BucketInfo] = {}
         self.configs: dict[tuple[str, str], bytes] = {}
@@ -72,6 +74,8 @@ class MemoryNode:
         if self.paused:
             await asyncio.sleep(deadline)
             raise self._error(grpc.StatusCode.DEADLINE_EXCEEDED)
+        if method in self.delay:
+            await asyncio.sleep(self.delay[method])
         injected = self.fail_next.pop(method, None)
         if injected is not None:
             raise injected

@@ -163,7 +163,9 @@ def reduce_errors(results: Sequence[NodeResult[Any]], quorum: int, *, write: boo
     prefix = f"{what}: " if what else ""
     for kind, count in answers.most_common():
         if kind is not None and kind is not oe.StorageFull and count >= quorum:
-            raise kind(f"{prefix}{summary}")
+            detail = next((r.error.detail for r in results if r.error is not None
+                           and object_error(r.error) is kind and r.error.detail), "")
+            raise kind(f"{prefix}{detail or summary}")
     if answers and answers.most_common(1)[0][0] is oe.StorageFull:
         raise oe.StorageFull(f"{prefix}{summary}")
     quorum_error = oe.InsufficientWriteQuorum if write else oe.InsufficientReadQuorum

@@ -22,6 +22,7 @@ from gateway.objects.api import ObjectInfo
 from gateway.objects.context import LayerContext
 from gateway.objects.metadata import PartRecord
 from gateway.objects.versions import ChosenVersion
+from gateway.quorum import fan_out
 from gateway.storage_client import NodeCallError
 from proto import storage_pb2 as pb
 
@@ -82,12 +83,14 @@ class _PartBlocks:
         self.r = reader
         self.part = part
         self.first, self.end = first, first + count
-        holders = reader.chosen.shard_holders()
-        k = reader.geometry.data_shards
-        pool = reader.ctx.pool
-        self.holders = holders
-        self.spares = sorted(holders, key=lambda i: (pool.is_sidelined(holders[i]), i >= k, i))
+        self.holders = reader.holders
+        self.spares = self._order(list(self.holders))
         self.active: dict[int, _ShardSource] = {}
+
+    def _order(self, indexes: list[int]) -> list[int]:
+        """Healthy nodes first, data shards before parity (a join needs no decode)."""
+        pool, k = self.r.ctx.pool, self.r.geometry.data_shards
+        return sorted(indexes, key=lambda i: (pool.is_sidelined(self.holders[i]), i >= k, i))
 
     def _start(self, index: int, block: int) -> None:
         r = self.r
@@ -115,6 +118,8 @@ class _PartBlocks:
         shards: dict[int, bytes] = {}
         while len(shards) < k:
             waiting = [i for i in self.active if i not in shards]
+            if not waiting and not self.spares:
+                self.spares = self._order(await self.r.more_holders(include_inline=False))
             if not waiting:
                 if not self.spares:
                     raise oe.InsufficientReadQuorum(
@@ -155,6 +160,32 @@ class ErasureObjectReader:
         self.chosen = chosen
         self.geometry: Geometry = chosen.meta.erasure.geometry
         self.damage = _Damage()
+        # the version was chosen as soon as a quorum agreed: later nodes are asked on demand
+        self.records: dict[str, pb.ObjectVersion] = dict(chosen.holders)
+        self.holders: dict[int, str] = chosen.shard_holders()
+        self._asked: set[str] = set(chosen.holders) | set(chosen.stale)
+
+    async def more_holders(self, *, include_inline: bool) -> list[int]:
+        """Asks the set's nodes not heard from yet for this version; the shard indexes found."""
+        nodes = [n for n in self.chosen.meta.erasure.distribution if n not in self._asked]
+        self._asked.update(nodes)
+        if not nodes:
+            return []
+        request = pb.ReadMetaRequest(bucket=self.info.bucket, key=self.info.key,
+                                     version_id=self.chosen.version_id,
+                                     include_inline=include_inline)
+        timeout = self.ctx.timeouts.unary
+        out = await fan_out(nodes, lambda n: self.ctx.pool.client(n).unary(
+            "ReadMeta", request, deadline=timeout), quorum=0, timeout=timeout + 1)
+        found = []
+        for r in out.successes:
+            for record in r.value.versions:  # type: ignore[union-attr]
+                if record.version_id == self.chosen.version_id and \
+                        record.shard_index not in self.holders:
+                    self.records[r.node] = record
+                    self.holders[record.shard_index] = r.node
+                    found.append(record.shard_index)
+        return found
 
     async def stream(self, start: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
         """Bytes [start, start + length) of the object (clamped to its size)."""
@@ -192,17 +223,24 @@ class ErasureObjectReader:
             a, b = max(lo - base, 0), min(hi - base, len(block))
             yield block if (a, b) == (0, len(block)) else block[a:b]
 
-    async def _inline(self) -> bytes:
-        meta, geometry = self.chosen.meta, self.geometry
-        shards: dict[int, bytes] = {}
-        for node, record in self.chosen.holders.items():
+    def _inline_shards(self, shards: dict[int, bytes], nodes: list[str]) -> None:
+        meta, algorithm = self.chosen.meta, self.geometry.hash_algorithm
+        for node in nodes:
+            record = self.records[node]
             index = record.shard_index
             if index < len(meta.inline_hashes) and \
-                    block_hash(geometry.hash_algorithm, record.inline_shard) == \
-                    meta.inline_hashes[index]:
+                    block_hash(algorithm, record.inline_shard) == meta.inline_hashes[index]:
                 shards[index] = record.inline_shard
             else:
                 self.damage.note(node, None)
+
+    async def _inline(self) -> bytes:
+        meta, geometry = self.chosen.meta, self.geometry
+        shards: dict[int, bytes] = {}
+        self._inline_shards(shards, list(self.records))
+        if len(shards) < geometry.data_shards:
+            found = await self.more_holders(include_inline=True)
+            self._inline_shards(shards, [self.holders[i] for i in found])
         if len(shards) < geometry.data_shards:
             raise oe.InsufficientReadQuorum(
                 f"read {self.info.bucket}/{self.info.key}: {len(shards)} intact inline shards, "

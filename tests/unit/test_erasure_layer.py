@@ -149,7 +149,7 @@ def test_corrupt_block_is_decoded_around_and_queued_for_healing():
         data = os.urandom(3 * SMALL_BLOCK)
         info = await put(layer, "k", data)
         reader = await layer.open_object("b", "k")
-        holder = reader.chosen.shard_holders()[0]  # a data shard: forces a decode
+        holder = reader.chosen.meta.erasure.distribution[0]  # a data shard: forces a decode
         nodes[holder].corrupt_block("b", "k", 1, 1)
         assert await read_all(layer, "b", "k") == data
         items = [i for i in heal.items() if i.reason == "read-corrupt"]
@@ -164,7 +164,7 @@ def test_paused_node_costs_one_bounded_wait():
         data = os.urandom(2 * SMALL_BLOCK)
         await put(layer, "k", data)
         reader = await layer.open_object("b", "k")
-        nodes[reader.chosen.shard_holders()[1]].paused = True
+        nodes[reader.chosen.meta.erasure.distribution[1]].paused = True
         started = time.monotonic()
         assert await read_all(layer, "b", "k") == data
         await put(layer, "k2", data)
@@ -244,4 +244,26 @@ def test_update_metadata_rewrites_in_place():
         with pytest.raises(oe.InvalidInput):
             await layer.update_metadata("b", "k", info.version_id,
                                         rewrap=SSEParams(mode="SSE-S3"))
+    run(go())
+
+
+@pytest.mark.parametrize("size", [100, 3 * SMALL_BLOCK])
+def test_holders_not_waited_for_are_asked_when_a_shard_fails(size):
+    async def go():
+        layer, nodes, heal = small_layer()
+        await layer.make_bucket("b")
+        data = os.urandom(size)
+        await put(layer, "k", data)
+        dist = (await layer.open_object("b", "k")).chosen.meta.erasure.distribution
+        for slow in dist[4:]:  # the parity holders answer late: the choice is made without them
+            nodes[slow].delay["ReadMeta"] = 0.1
+        if size > 100:
+            nodes[dist[2]].corrupt_block("b", "k", 1, 0)
+        else:  # an inline shard damaged in the metadata
+            record = next(iter(nodes[dist[2]].keys[("b", "k")].values())).record
+            record.inline_shard = b"X" + record.inline_shard[1:]
+        reader = await layer.open_object("b", "k")
+        assert set(reader.chosen.holders) == set(dist[:4])
+        assert b"".join([c async for c in reader.stream()]) == data
+        assert any(i.reason == "read-corrupt" and i.nodes == (dist[2],) for i in heal.items())
     run(go())
