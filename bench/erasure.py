@@ -6,14 +6,11 @@ the same run, as ratios. MB = 10^6 bytes of object payload.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-
-import xxhash
 
 from gateway.erasure import BLOCK_SIZE, Geometry, encode_block, tune_malloc
 from gateway.objects.api import PutMetadata
@@ -34,16 +31,24 @@ def _rate(fn: Callable[[], object], megabytes: float, seconds: float = 0.6) -> f
     return count * megabytes / elapsed
 
 
-def one_core_limits() -> dict[str, float]:
-    """MB/s of payload per core for each CPU stage of a plain PUT/GET."""
+def _zfec_rate() -> float:
+    """One core, zfec 4+2 on 1,049,088-byte blocks, as the PUT path calls it."""
     block = os.urandom(BLOCK_SIZE)
-    g = Geometry(4, 2)
-    mb = BLOCK_SIZE / 1e6
-    return {
-        "zfec 4+2 encode": _rate(lambda: encode_block(g, block), mb),
-        "MD5": _rate(lambda: hashlib.md5(block).digest(), mb),
-        "xxh3-128": _rate(lambda: xxhash.xxh3_128_digest(block), mb),
-    }
+    geometry = Geometry(4, 2)
+    return _rate(lambda: encode_block(geometry, block), BLOCK_SIZE / 1e6)
+
+
+def one_core_limits() -> dict[str, float]:
+    """MB/s of payload per core for each CPU stage of a plain PUT/GET, this run. zfec is
+    measured before and after glibc malloc tuning (process-wide, see erasure.tune_malloc)."""
+    from bench.limits import measure
+
+    limits = measure()
+    untuned = _zfec_rate()
+    tune_malloc()
+    return {"zfec 4+2 encode, default malloc": untuned,
+            "zfec 4+2 encode, tuned malloc": _zfec_rate(),
+            "MD5": limits.md5, "xxh3-128": limits.xxh3_128}
 
 
 async def _body(data: bytes, chunk: int = 256 * 1024) -> AsyncIterator[bytes]:
@@ -52,7 +57,9 @@ async def _body(data: bytes, chunk: int = 256 * 1024) -> AsyncIterator[bytes]:
         yield bytes(view[i : i + chunk])
 
 
-async def _phase(layer, size: int, count: int, clients: int) -> tuple[float, float]:
+async def _phase(layer, size: int, count: int,
+                 clients: int) -> tuple[float, float, float, float]:
+    """PUT MB/s, GET MB/s, and the gateway's CPU-seconds per GB for each."""
     data = os.urandom(size)
     meta = PutMetadata()
     gate = asyncio.Semaphore(clients)
@@ -70,15 +77,17 @@ async def _phase(layer, size: int, count: int, clients: int) -> tuple[float, flo
                 got += len(chunk)
             assert got == size
 
-    results = []
+    results: list[float] = []
     for op in (put, get):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(op(i) for i in range(count)))
-        results.append(size * count / 1e6 / (time.perf_counter() - started))
-    return results[0], results[1]
+        megabytes = size * count / 1e6
+        results += [megabytes / (time.perf_counter() - started),
+                    (time.process_time() - cpu) / (megabytes / 1000)]
+    return results[0], results[2], results[1], results[3]
 
 
-async def _measure(cluster) -> list[tuple[int, int, float, float]]:
+async def _measure(cluster) -> list[tuple[int, int, float, float, float, float]]:
     from gateway.objects.erasure_layer import build_erasure_layer
 
     cert, key = cluster.admin_cert()
@@ -88,8 +97,7 @@ async def _measure(cluster) -> list[tuple[int, int, float, float]]:
         await layer.make_bucket("bench")
         out = []
         for size, count, clients in PHASES:
-            put_rate, get_rate = await _phase(layer, size, count, clients)
-            out.append((size, clients, put_rate, get_rate))
+            out.append((size, clients, *await _phase(layer, size, count, clients)))
         return out
     finally:
         await layer.close()
@@ -99,7 +107,6 @@ def run() -> list[dict[str, object]]:
     """Rows: PUT/GET MB/s per object size and client count, and ratios to one-core limits."""
     from cluster.launcher import Cluster, ClusterSpec
 
-    tune_malloc()
     limits = one_core_limits()
     rows: list[dict[str, object]] = [
         {"bench": "limit", "stage": name, "MB/s per core": round(rate)}
@@ -112,12 +119,13 @@ def run() -> list[dict[str, object]]:
             measured = asyncio.run(_measure(cluster))
         finally:
             cluster.down()
-    for size, clients, put_rate, get_rate in measured:
+    for size, clients, put_rate, get_rate, put_cpu, get_cpu in measured:
         rows.append({
             "bench": "object layer", "size": f"{size // MiB} MiB", "clients": clients,
             "PUT MB/s": round(put_rate), "GET MB/s": round(get_rate),
+            "PUT gateway CPU-s/GB": round(put_cpu, 2), "GET gateway CPU-s/GB": round(get_cpu, 2),
             "PUT / MD5 core": round(put_rate / limits["MD5"], 2),
-            "PUT / zfec core": round(put_rate / limits["zfec 4+2 encode"], 2),
+            "PUT / zfec core": round(put_rate / limits["zfec 4+2 encode, tuned malloc"], 2),
             "GET / xxh3 core": round(get_rate / limits["xxh3-128"], 3),
         })
     return rows

@@ -93,6 +93,22 @@ def _cancelled(node: str, why: str) -> NodeResult[Any]:
     return NodeResult(node, error=NodeCallError(node, grpc.StatusCode.DEADLINE_EXCEEDED, "", why))
 
 
+_DETACHED: set[asyncio.Future[Any]] = set()  # calls left to finish on their own deadline
+
+
+def _detach(task: asyncio.Future[Any]) -> None:
+    """Let a call run to its own deadline: its outcome still reaches the node's health memory
+    (a paused node gets sidelined) without the request waiting for it."""
+    _DETACHED.add(task)
+
+    def forget(t: asyncio.Future[Any]) -> None:
+        _DETACHED.discard(t)
+        if not t.cancelled():
+            t.exception()  # retrieved: a failure here was already recorded as health
+
+    task.add_done_callback(forget)
+
+
 async def fan_out(
     nodes: Sequence[str],
     call: Callable[[str], Awaitable[T]],
@@ -100,12 +116,15 @@ async def fan_out(
     quorum: int,
     timeout: float,  # noqa: ASYNC109 -- one deadline shared by every node call
     done: Callable[[dict[str, NodeResult[T]]], bool] | None = None,
+    poll: float = 0.02,
+    detach: bool = False,
 ) -> FanOut[T]:
     """Run `call(node)` on every node concurrently for at most `timeout` seconds.
 
-    `done`, when given, is consulted after each result; returning True stops waiting (the
-    calls still running are cancelled and reported as not answered). Exceptions other than
-    NodeCallError propagate: they are bugs, not node failures.
+    `done`, when given, is consulted after each result and every `poll` seconds; returning
+    True stops waiting. The calls still running are then cancelled, or with `detach` left to
+    finish on their own deadline; either way they are reported as not awaited. Exceptions other
+    than NodeCallError propagate: they are bugs, not node failures.
     """
     tasks = {asyncio.ensure_future(call(n)): n for n in nodes}
     finished: dict[str, NodeResult[T]] = {}
@@ -114,8 +133,9 @@ async def fan_out(
         async with asyncio.timeout(timeout):
             pending = set(tasks)
             while pending:
-                completed, pending = await asyncio.wait(pending,
-                                                        return_when=asyncio.FIRST_COMPLETED)
+                completed, pending = await asyncio.wait(
+                    pending, timeout=poll if done is not None else None,
+                    return_when=asyncio.FIRST_COMPLETED)
                 for task in completed:
                     node = tasks[task]
                     exc = task.exception()
@@ -133,12 +153,15 @@ async def fan_out(
     finally:
         for task in tasks:
             if not task.done():
-                task.cancel()
+                if stopped_early and detach:
+                    _detach(task)
+                else:
+                    task.cancel()
     why = "not awaited" if stopped_early else f"no answer within {timeout:g}s"
     for node in nodes:
         if node not in finished:
             finished[node] = _cancelled(node, why)
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.gather(*(t for t in tasks if t not in _DETACHED), return_exceptions=True)
     return FanOut(tuple(finished[n] for n in nodes), quorum)
 
 

@@ -107,9 +107,11 @@ class _PartBlocks:
 
     async def _shard(self, index: int, expected: int) -> bytes | None:
         item = await self.active[index].next()
-        if isinstance(item, pb.ShardBlock) and len(item.data) == expected and \
-                block_hash(self.r.geometry.hash_algorithm, item.data) == item.hash:
-            return item.data
+        if isinstance(item, pb.ShardBlock):
+            data = item.data  # each access of a bytes field copies it: once only
+            if len(data) == expected and \
+                    block_hash(self.r.geometry.hash_algorithm, data) == item.hash:
+                return data
         self._drop(index, item if isinstance(item, NodeCallError) else None)
         return None
 

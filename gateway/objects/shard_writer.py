@@ -157,24 +157,22 @@ class ShardWriter:
 
 
 async def _cut(body: BodyStream, size: int) -> AsyncIterator[bytes]:
-    """The body as blocks of exactly `size` bytes, the last one short (none for no body)."""
-    parts: list[bytes] = []
+    """The body as blocks of exactly `size` bytes, the last one short (none for no body).
+    Each byte is copied once: into the block that holds it."""
+    parts: list[bytes | memoryview] = []
     have = 0
     async for chunk in body:
         if not chunk:
             continue
-        parts.append(bytes(chunk))
-        have += len(chunk)
-        if have < size:
-            continue
-        data = b"".join(parts)
-        view = memoryview(data)
-        offset = 0
-        while have - offset >= size:
-            yield bytes(view[offset : offset + size])
-            offset += size
-        parts = [bytes(view[offset:])] if offset < have else []
-        have -= offset
+        # a producer may reuse a mutable buffer: only immutable bytes are kept by reference
+        view = memoryview(chunk if isinstance(chunk, bytes) else bytes(chunk))
+        while have + len(view) >= size:
+            take = size - have
+            yield b"".join([*parts, view[:take]])
+            parts, have, view = [], 0, view[take:]
+        if view:
+            parts.append(view)
+            have += len(view)
     if have:
         yield b"".join(parts)
 

@@ -4,6 +4,7 @@ still silent could no longer change the answer."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -93,6 +94,7 @@ def resolve_version(
 
 
 _ABSENT = {"NoSuchKey", "NoSuchVersion"}
+HOLDER_GRACE = 0.05  # seconds a decided read still waits for data-shard holders
 
 
 def _answers(results: dict[str, NodeResult[pb.ReadMetaReply]]) -> dict[str, list[pb.ObjectVersion]]:
@@ -118,17 +120,27 @@ async def read_version(ctx: LayerContext, bucket: str, key: str, eset: ErasureSe
                                  max_versions=META_VERSIONS, include_inline=include_inline)
     timeout = ctx.timeouts.unary
     nodes = ctx.pool.usable(eset.nodes, eset.read_quorum)
+    started = time.monotonic()
 
     def decided(results: dict[str, NodeResult[pb.ReadMetaReply]]) -> bool:
         answers = _answers(results)
         choice = choose_version(answers, read_quorum=eset.read_quorum,
                                 pending=len(nodes) - len(results))
+        if isinstance(choice, str):
+            # stop once a quorum agrees; wait a moment for missing data-shard holders, so a
+            # healthy read stays a join rather than a decode
+            held = {v.shard_index for vs in answers.values() for v in vs
+                    if v.version_id == choice}
+            k = next(v.geometry.data_shards for vs in answers.values() for v in vs
+                     if v.version_id == choice) or eset.read_quorum
+            return held.issuperset(range(k)) or time.monotonic() - started > HOLDER_GRACE
         # "absent" needs as many answers as "present" does; errors wait for everyone
-        return isinstance(choice, str) or (choice is None and len(answers) >= eset.read_quorum)
+        return choice is None and len(answers) >= eset.read_quorum
 
     out = await fan_out(nodes, lambda n: ctx.pool.client(n).unary("ReadMeta", request,
                                                                     deadline=timeout),
-                        quorum=eset.read_quorum, timeout=timeout + 1, done=decided)
+                        quorum=eset.read_quorum, timeout=timeout + 1, done=decided,
+                        detach=True)
     answers = _answers({r.node: r for r in out.results})
     chosen = choose_version(answers, read_quorum=eset.read_quorum)
     if isinstance(chosen, str):
