@@ -267,3 +267,21 @@ def test_holders_not_waited_for_are_asked_when_a_shard_fails(size):
         assert b"".join([c async for c in reader.stream()]) == data
         assert any(i.reason == "read-corrupt" and i.nodes == (dist[2],) for i in heal.items())
     run(go())
+
+
+@pytest.mark.parametrize("chunk", [1, 777, SMALL_BLOCK, SMALL_BLOCK + 1, 3 * SMALL_BLOCK + 5])
+def test_any_chunking_of_the_body(chunk):
+    async def go():
+        layer, _, _ = small_layer()
+        await layer.make_bucket("b")
+        data = os.urandom(4 * SMALL_BLOCK + 3 if chunk > 1 else 3000)
+
+        async def mutable_chunks():  # a producer that reuses its buffer
+            buf = bytearray(chunk)
+            for i in range(0, len(data), chunk):
+                piece = data[i:i + chunk]
+                buf[:len(piece)] = piece
+                yield memoryview(buf)[:len(piece)]
+        await layer.put_object("b", "k", mutable_chunks(), size=len(data), metadata=META)
+        assert await read_all(layer, "b", "k") == data
+    run(go())
