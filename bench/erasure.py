@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
@@ -51,23 +52,26 @@ def one_core_limits() -> dict[str, float]:
             "MD5": limits.md5, "xxh3-128": limits.xxh3_128}
 
 
-async def _body(data: bytes, chunk: int = 256 * 1024) -> AsyncIterator[bytes]:
-    view = memoryview(data)
-    for i in range(0, len(data), chunk):
-        yield bytes(view[i : i + chunk])
+async def _body(pattern: bytes, size: int, chunk: int = 256 * 1024) -> AsyncIterator[bytes]:
+    """`size` bytes of a repeated random pattern, generated as sent: the bench itself holds no
+    whole object, so the peak RSS it reports is the gateway's own working memory."""
+    view = memoryview(pattern)
+    for offset in range(0, size, chunk):
+        start = offset % len(pattern)
+        yield bytes(view[start : start + min(chunk, size - offset)])
 
 
 async def _phase(layer, size: int, count: int,
                  clients: int) -> tuple[float, float, float, float]:
     """PUT MB/s, GET MB/s, and the gateway's CPU-seconds per GB for each."""
-    data = os.urandom(size)
+    pattern = os.urandom(MiB)
     meta = PutMetadata()
     gate = asyncio.Semaphore(clients)
 
     async def put(i: int) -> None:
         async with gate:
-            await layer.put_object("bench", f"obj-{size}-{i}", _body(data), size=size,
-                                   metadata=meta)
+            await layer.put_object("bench", f"obj-{size}-{i}", _body(pattern, size),
+                                   size=size, metadata=meta)
 
     async def get(i: int) -> None:
         async with gate:
@@ -87,7 +91,7 @@ async def _phase(layer, size: int, count: int,
     return results[0], results[2], results[1], results[3]
 
 
-async def _measure(cluster) -> list[tuple[int, int, float, float, float, float]]:
+async def _measure(cluster) -> list[tuple[int, int, float, float, float, float, float]]:
     from gateway.objects.erasure_layer import build_erasure_layer
 
     cert, key = cluster.admin_cert()
@@ -97,7 +101,9 @@ async def _measure(cluster) -> list[tuple[int, int, float, float, float, float]]
         await layer.make_bucket("bench")
         out = []
         for size, count, clients in PHASES:
-            out.append((size, clients, *await _phase(layer, size, count, clients)))
+            rates = await _phase(layer, size, count, clients)
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            out.append((size, clients, *rates, peak))
         return out
     finally:
         await layer.close()
@@ -119,11 +125,12 @@ def run() -> list[dict[str, object]]:
             measured = asyncio.run(_measure(cluster))
         finally:
             cluster.down()
-    for size, clients, put_rate, get_rate, put_cpu, get_cpu in measured:
+    for size, clients, put_rate, get_rate, put_cpu, get_cpu, peak in measured:
         rows.append({
             "bench": "object layer", "size": f"{size // MiB} MiB", "clients": clients,
             "PUT MB/s": round(put_rate), "GET MB/s": round(get_rate),
             "PUT gateway CPU-s/GB": round(put_cpu, 2), "GET gateway CPU-s/GB": round(get_cpu, 2),
+            "peak RSS MiB": round(peak),
             "PUT / MD5 core": round(put_rate / limits["MD5"], 2),
             "PUT / zfec core": round(put_rate / limits["zfec 4+2 encode, tuned malloc"], 2),
             "GET / xxh3 core": round(get_rate / limits["xxh3-128"], 3),

@@ -36,6 +36,7 @@ TRANSPORT_CODES = frozenset({
     grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN,
 })
 _MAX_MESSAGE = 64 * 1024 * 1024
+_STREAM_WINDOW = 1024 * 1024
 
 
 class NodeCallError(Exception):
@@ -125,7 +126,11 @@ class GrpcNodeClient:
         if self._stub is None:
             options = [("grpc.max_receive_message_length", _MAX_MESSAGE),
                        ("grpc.max_send_message_length", _MAX_MESSAGE),
-                       ("grpc.enable_retries", 0)]
+                       ("grpc.enable_retries", 0),
+                       # a fixed 1 MiB window per stream: with BDP probing the windows grow
+                       # until a 64 MiB GET held ~50 MiB of not-yet-read shards in the core
+                       ("grpc.http2.bdp_probe", 0),
+                       ("grpc.http2.lookahead_bytes", _STREAM_WINDOW)]
             if self._tls is None:
                 self._channel = grpc.aio.insecure_channel(self.address, options=options)
             else:
