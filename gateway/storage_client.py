@@ -188,10 +188,25 @@ class GrpcNodeClient:
                                f"shard stream stalled for {idle_timeout:g}s") from None
         except grpc.aio.AioRpcError as exc:
             raise self._translate(exc) from exc
+        except asyncio.InvalidStateError:
+            raise await self._ended_early(call, idle_timeout) from None
         except BaseException:
             call.cancel()
             raise
         return reply
+
+    async def _ended_early(self, call: grpc.aio.StreamUnaryCall,
+                           idle_timeout: float) -> NodeCallError:
+        """The node ended a write stream before we finished sending (e.g. no such bucket):
+        its status says why."""
+        try:
+            async with asyncio.timeout(idle_timeout):
+                await call
+        except grpc.aio.AioRpcError as exc:
+            return self._translate(exc)
+        except TimeoutError:
+            call.cancel()
+        return self._failed(grpc.StatusCode.UNKNOWN, "", "write stream ended early")
 
     async def close(self) -> None:
         if self._channel is not None:

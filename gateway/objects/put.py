@@ -11,6 +11,7 @@ import time
 import uuid
 
 from gateway.erasure import block_hash
+from gateway.objects import buckets
 from gateway.objects import errors as oe
 from gateway.objects.api import MAX_SINGLE_PUT, BodyStream, ObjectInfo, PutMetadata
 from gateway.objects.commit import CommitPlan, commit_version
@@ -55,9 +56,13 @@ async def put_stream(
         raise oe.EntityTooLarge(f"{size} bytes exceed the single-PUT limit of {MAX_SINGLE_PUT}")
     eset = ctx.placement.locate(bucket, key)
     target = ShardTarget(bucket, key, eset, ctx.geometry_for(eset), data_id=str(uuid.uuid4()))
-    result = await write_stream(ctx, target, body, sealer=sealer,
-                                want_md5=want_md5 or expected_md5 is not None,
-                                declared_size=size, max_size=MAX_SINGLE_PUT)
+    try:
+        result = await write_stream(ctx, target, body, sealer=sealer,
+                                    want_md5=want_md5 or expected_md5 is not None,
+                                    declared_size=size, max_size=MAX_SINGLE_PUT)
+    except oe.InsufficientWriteQuorum as exc:
+        await _explain(ctx, bucket, exc)
+        raise
     if expected_md5 is not None and result.md5 != expected_md5:
         if result.inline is None:
             await abort_write(ctx, eset.nodes, target.data_id)
@@ -71,6 +76,17 @@ async def put_stream(
     ctx.record_heal(bucket, key, version_id, "write-missed",
                     [r.node for r in result.failures])
     return meta.object_info(bucket, key, version_id)
+
+
+async def _explain(ctx: LayerContext, bucket: str, failure: Exception) -> None:
+    """A node that refuses a stream's header (no such bucket) ends the call while shards are
+    still being sent, and gRPC then reports only INTERNAL: ask the nodes about the bucket."""
+    try:
+        await buckets.head_bucket(ctx, bucket)
+    except oe.BucketNotFound as exc:
+        raise exc from failure
+    except oe.ObjectLayerError:
+        pass
 
 
 def _layout(ctx: LayerContext, target: ShardTarget, result: WriteResult) -> dict[str, object]:

@@ -116,6 +116,9 @@ def test_round_trips_and_ranges(cluster: Cluster):
                 big[start:start + length], (start, length)
         head = await layer.open_object("round", "size-1000")
         assert head.info.size == 1000 and head.info.metadata == META
+        for size in (10, 3 * BLOCK_SIZE):  # inline, and streamed shards the nodes refuse
+            with pytest.raises(oe.BucketNotFound):
+                await put(layer, "no-such-bucket", "k", os.urandom(size))
     run(cluster, test)
 
 
