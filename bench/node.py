@@ -1,10 +1,11 @@
 """One storage node over loopback gRPC with mTLS: shard write/read MB/s and small-object ops/s.
 
-Every figure is printed beside the machine's limits of the same run (raw loopback TCP for
-transfers, disk write+fsync for writes) as a ratio, plus the node's own CPU cost (MB moved per
-node CPU-second). Three node variants, each a real `python -m node` started by the launcher:
-the sync server (the default), the aio server, and the sync server with glibc's
-MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ set (PERFORMANCE.md's allocator trap).
+Every figure is printed beside the machine's limits of the same run (raw loopback TCP and bare
+gRPC+mTLS streams without disk for transfers, disk write+fsync for writes) as a ratio, plus the
+node's own CPU cost (MB moved per node CPU-second). Three node variants, each a real
+`python -m node` started by the launcher: the sync server (the default), the aio server, and
+the sync server without the node's glibc malloc tuning (node/tuning.py, PERFORMANCE.md's
+allocator trap).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -23,6 +26,7 @@ from pathlib import Path
 import grpc
 
 from bench import limits
+from cluster.certs import ClusterCA
 from cluster.launcher import Cluster, ClusterSpec
 from common import bitrot
 from proto import storage_pb2 as pb
@@ -34,16 +38,16 @@ MB = 1_000_000
 # 1 MiB-ish erasure blocks holding 16 DARE packages (16 x 65,568), 4+2: 262,272-byte shards
 GEOMETRY = pb.Geometry(data_shards=4, parity_shards=2, block_size=16 * 65_568,
                        shard_block_size=4 * 65_568, hash=bitrot.XXH3_128)  # type: ignore
-ONE_STREAM = 160 << 20
-PER_STREAM_OF_4 = 48 << 20
+ONE_STREAM = 96 << 20
+PER_STREAM_OF_4 = 24 << 20
 SMALL_SHARD = 1024  # this node's shard of a 4 KiB object
-SMALL_OPS = 1500
+SMALL_OPS = 800
 IN_FLIGHT = 16
 ROUNDS = 2
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "67108864", "MALLOC_TRIM_THRESHOLD_": "268435456"}
-VARIANTS = [("sync", {"TESSERA_NODE_SERVER": "sync"}),
-            ("aio", {"TESSERA_NODE_SERVER": "aio"}),
-            ("sync+malloc", {"TESSERA_NODE_SERVER": "sync", **MALLOC_ENV})]
+# the node tunes glibc's malloc itself (node/tuning.py); "untuned" turns that off
+VARIANTS = [("sync", {"TESSERA_NODE_SERVER": "sync", "TESSERA_NODE_MALLOC_TUNING": "on"}),
+            ("aio", {"TESSERA_NODE_SERVER": "aio", "TESSERA_NODE_MALLOC_TUNING": "on"}),
+            ("sync untuned", {"TESSERA_NODE_SERVER": "sync", "TESSERA_NODE_MALLOC_TUNING": "off"})]
 
 
 @contextlib.contextmanager
@@ -134,6 +138,45 @@ def _small_ops(stub, n: int, in_flight: int, make: Callable[[int], object],
     return n / (time.perf_counter() - start)
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _grpc_baseline() -> dict[str, float]:
+    """MB/s of bare gRPC + mTLS streams (bench/_grpc_sink.py: no disk, no checks)."""
+    root = Path(tempfile.mkdtemp(prefix="tessera-bench-grpc-"))
+    ca = ClusterCA.open(root)
+    server, client = ca.issue("sink"), ca.issue("client", server=False)
+    port = _free_port()
+    sink = subprocess.Popen([sys.executable, "-m", "bench._grpc_sink", str(port),
+                             str(ca.cert_path), str(server.cert), str(server.key)])
+    creds = grpc.ssl_channel_credentials(ca.cert_path.read_bytes(), client.key.read_bytes(),
+                                         client.cert.read_bytes())
+    channel = grpc.secure_channel(f"127.0.0.1:{port}", creds, options=[
+        ("grpc.max_receive_message_length", 64 << 20)])
+    try:
+        grpc.channel_ready_future(channel).result(timeout=30)
+        stub = storage_pb2_grpc.StorageStub(channel)
+        size = GEOMETRY.shard_block_size
+        message = pb.WriteShardMessage(block=pb.ShardBlock(data=os.urandom(size)))
+        count = ONE_STREAM // size
+        start = time.perf_counter()
+        stub.WriteShard(iter([message] * count), timeout=60)
+        write = count * size / (time.perf_counter() - start) / MB
+        start = time.perf_counter()
+        got = sum(len(b.data) for b in stub.ReadShard(pb.ReadShardRequest(
+            part_number=size, block_count=count), timeout=60))
+        read = got / (time.perf_counter() - start) / MB
+        return {"client-stream": write, "server-stream": read}
+    finally:
+        channel.close()
+        sink.kill()
+        sink.wait()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def _measure_variant(name: str, env: dict[str, str]) -> dict[str, tuple[float, float | None]]:
     """measure -> (value, MB per node CPU-second or None)."""
     out: dict[str, tuple[float, float | None]] = {}
@@ -172,7 +215,10 @@ def _measure_variant(name: str, env: dict[str, str]) -> dict[str, tuple[float, f
 def run() -> list[dict]:
     lim = limits.measure()
     best: dict[tuple[str, str], tuple[float, float | None]] = {}
+    bare = {"client-stream": 0.0, "server-stream": 0.0}
     for _ in range(ROUNDS):  # interleaved rounds: a noisy neighbour hits every variant alike
+        for kind, value in _grpc_baseline().items():
+            bare[kind] = max(bare[kind], value)
         for name, env in VARIANTS:
             for measure, value in _measure_variant(name, env).items():
                 if (name, measure) not in best or value[0] > best[name, measure][0]:
@@ -181,13 +227,21 @@ def run() -> list[dict]:
     for (name, measure), (value, per_cpu) in best.items():
         row: dict = {"node": name, "measure": measure}
         if measure.startswith(("write", "read")):
+            writing = measure.startswith("write")
             row.update({"MB/s": value, "ops/s": None,
                         "x loopback": value / lim.loopback_tcp,
-                        "x disk": value / lim.disk_write_fsync if "write" in measure else None,
+                        "x grpc": value / bare["client-stream" if writing else "server-stream"],
+                        "x disk": value / lim.disk_write_fsync if writing else None,
                         "MB/node-cpu-s": per_cpu})
         else:
             row.update({"MB/s": None, "ops/s": value})
         rows.append(row)
-    rows.append({"node": "limit", "measure": "raw loopback tcp", "MB/s": lim.loopback_tcp})
-    rows.append({"node": "limit", "measure": "disk write+fsync", "MB/s": lim.disk_write_fsync})
+    rows += [
+        {"node": "limit", "measure": "raw loopback tcp", "MB/s": lim.loopback_tcp},
+        {"node": "limit", "measure": "bare gRPC mTLS client-stream",
+         "MB/s": bare["client-stream"]},
+        {"node": "limit", "measure": "bare gRPC mTLS server-stream",
+         "MB/s": bare["server-stream"]},
+        {"node": "limit", "measure": "disk write+fsync", "MB/s": lim.disk_write_fsync},
+    ]
     return rows

@@ -13,6 +13,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = parse_args(argv)
+        from .tuning import tune_malloc
+
+        tune_malloc()  # before gRPC and the stores allocate anything
         from .app import run  # after the flags: a bad flag answers without importing gRPC
 
         run(config)

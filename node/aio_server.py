@@ -111,7 +111,7 @@ async def _serve(node: Node, announce: Callable[[Node], None]) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await health.enter_graceful_shutdown()
-    await server.stop(grace=5)
+    await server.stop(grace=2)
     pool.shutdown(wait=False, cancel_futures=True)
 
 

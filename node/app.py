@@ -101,5 +101,5 @@ def _serve_sync(node: Node) -> None:
     _announce(node)
     _wait_for_signal()
     set_serving(health, False)
-    server.stop(grace=5).wait()
+    server.stop(grace=2).wait()  # the launcher SIGKILLs after 5 s
     log.info("node %s stopped", node.config.node_id)

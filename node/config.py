@@ -89,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"plain TCP without TLS [{ENV_INSECURE}]")
     p.add_argument("--server", choices=("sync", "aio"), default=env(ENV_SERVER, "sync"),
                    help=f"gRPC server flavour [{ENV_SERVER}, default sync]")
-    p.add_argument("--workers", type=int, default=int(env(ENV_WORKERS, "64")),
+    p.add_argument("--workers", type=int, default=env(ENV_WORKERS, "64"),
                    help=f"concurrent RPCs [{ENV_WORKERS}, default 64]")
     return p
 
@@ -128,7 +128,11 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
     node_id = _require(args.node_id, "--node-id")
     if not _NODE_ID.match(node_id):
         raise ConfigError(f"--node-id {node_id!r}: use letters, digits, '.', '_', '-'")
-    if args.workers < 4:
+    try:
+        workers = int(args.workers)
+    except ValueError:
+        raise ConfigError(f"--workers {args.workers!r} is not a number") from None
+    if workers < 4:
         raise ConfigError("--workers must be at least 4")
     cert, key, ca = _check_tls(args)
     return NodeConfig(
@@ -140,7 +144,7 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
         client_ca=ca,
         insecure=args.insecure,
         server=args.server,
-        workers=args.workers,
+        workers=workers,
         version_grace=_env_float(ENV_VERSION_GRACE, 900.0),
         tmp_grace=_env_float(ENV_TMP_GRACE, 3600.0),
         marker_grace=_env_float(ENV_MARKER_GRACE, 86400.0),

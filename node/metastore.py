@@ -119,6 +119,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60)
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA busy_timeout = 60000")
+    conn.execute("PRAGMA journal_size_limit = 67108864")  # shrink the WAL after checkpoints
     return conn
 
 

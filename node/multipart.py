@@ -63,8 +63,9 @@ class MultipartOps:
             shard_index=req.shard_index, geometry=geometry, shard_size=req.shard_size,
             file_id=staged.file_id if staged else "", file_size=staged.file_size if staged else 0,
             mod_time_ns=time.time_ns(), meta=validate.meta_blob(req.meta))
+        written_for = (staged.bucket, staged.object_key) if staged else None
         commit_with_files(self.meta, self.shards, self.writes, list(claimed.values()),
-                          lambda c: (None, uploads.put_part(c, part)))
+                          lambda c: (None, uploads.put_part(c, part, written_for)))
         return pb.PutPartReply()
 
     def ListParts(self, req: pb.ListPartsRequest) -> pb.ListPartsReply:

@@ -4,6 +4,7 @@ that puts `StorageService` on the wire, turning every error into a status code +
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from proto import storage_pb2, storage_pb2_grpc
 
 from .config import ConfigError, NodeConfig
-from .errors import REASON_KEY, DiskIOError, InternalError, NodeError, translate
+from .errors import REASON_KEY, DiskFull, DiskIOError, InternalError, NodeError, translate
 from .service import StorageService
 
 __all__ = ["SERVICE_NAME", "build_sync_server", "rpc_methods", "server_credentials",
@@ -37,6 +38,10 @@ def server_options() -> list[tuple[str, int]]:
         ("grpc.so_reuseport", 0),  # a busy port must fail, not be shared with another node
         ("grpc.max_receive_message_length", MAX_MESSAGE),
         ("grpc.max_send_message_length", MAX_MESSAGE),
+        # let gateways keep idle channels alive with pings (and notice a dead node fast)
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", 5000),
+        ("grpc.http2.max_ping_strikes", 0),
     ]
 
 
@@ -60,7 +65,9 @@ def server_credentials(config: NodeConfig) -> grpc.ServerCredentials | None:
 def status_of(exc: BaseException, method: str) -> NodeError:
     """The NodeError to report for `exc`; disk and internal failures are logged here."""
     err = translate(exc)
-    if isinstance(err, InternalError):
+    if isinstance(err, DiskFull):
+        log.warning("%s: disk full", method)
+    elif isinstance(err, InternalError):
         log.error("%s failed", method, exc_info=exc)
     elif isinstance(err, DiskIOError):
         log.error("%s: %s", method, err)
@@ -98,6 +105,38 @@ def _server_stream(name: str, fn: Callable) -> Callable:
     return handler
 
 
+def _client_cancelled(context: grpc.ServicerContext) -> bool:
+    # grpc offers no public "was this RPC cancelled" once it has ended; its state says so.
+    # Should the attribute ever go away this answers False (the write then waits for the
+    # sweeper, and a commit of it still fails its shard_size check).
+    state = getattr(context, "_state", None)
+    return getattr(state, "client", None) == "cancelled"
+
+
+def _write_shard(service: StorageService) -> Callable:
+    """WriteShard: as `_unary`, plus dropping the staged write if the RPC ends cancelled.
+
+    A client that cancels mid-stream can look to the handler like one that finished: the end
+    of the messages arrives before the cancellation does."""
+    def handler(messages, context):
+        try:
+            ingest, reply = service.write_shard(messages)
+        except Exception as exc:
+            if _cancelled(context, exc):
+                raise
+            _abort(context, status_of(exc, "WriteShard"))
+            return None
+
+        def drop_if_cancelled() -> None:
+            if _client_cancelled(context):
+                service.drop_staged(ingest.write_key, ingest.file_id)
+
+        if not context.add_callback(drop_if_cancelled):
+            drop_if_cancelled()  # the RPC already ended
+        return reply
+    return handler
+
+
 def build_sync_server(config: NodeConfig, service: StorageService,
                       health_servicer: health.HealthServicer) -> grpc.Server:
     """A started-later grpc.Server serving Storage and grpc.health.v1 on config.listen."""
@@ -106,17 +145,32 @@ def build_sync_server(config: NodeConfig, service: StorageService,
     servicer = storage_pb2_grpc.StorageServicer()
     for name, _client_streaming, server_streaming in rpc_methods():
         fn = getattr(service, name)
-        # a client stream (WriteShard) is a unary handler taking the request iterator
-        wrap = _server_stream if server_streaming else _unary
-        setattr(servicer, name, wrap(name, fn))
+        if name == "WriteShard":
+            handler = _write_shard(service)
+        else:
+            handler = (_server_stream if server_streaming else _unary)(name, fn)
+        setattr(servicer, name, handler)
     storage_pb2_grpc.add_StorageServicer_to_server(servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     bind(server, config)
     return server
 
 
+def _check_port_free(config: NodeConfig) -> None:
+    """Fail with a one-line reason before gRPC logs its own multi-line bind error."""
+    host, port = config.host_port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is fine
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {config.listen}: {exc.strerror}") from None
+
+
 def bind(server: grpc.Server | grpc.aio.Server, config: NodeConfig) -> None:
     creds = server_credentials(config)
+    _check_port_free(config)
     try:
         if creds is None:
             port = server.add_insecure_port(config.listen)

@@ -9,17 +9,17 @@ from collections.abc import Iterator
 from common import bitrot
 from proto import storage_pb2 as pb
 
-from . import validate, versions
+from . import uploads, validate, versions
 from .commit import commit_with_files, restore_staged
 from .config import NodeConfig
 from .convert import version_msg
-from .errors import Corrupt, InvalidArgument, NoSuchPart
-from .inspect import InspectOps
+from .errors import Corrupt, InvalidArgument, NoSuchPart, NoSuchUpload
+from .inspection import InspectOps
 from .metastore import MetaStore
 from .multipart import MultipartOps
 from .records import Geometry, PartRecord, VersionRecord
 from .shardstore import ShardStore
-from .writes import PendingWrites, StagedWrite
+from .writes import PendingWrites, StagedWrite, WriteKey
 
 __all__ = ["ShardIngest", "StorageService"]
 
@@ -43,13 +43,14 @@ class ShardIngest:
         self.part_number = validate.part_number(header.part_number)
         self.upload_id = validate.token(header.upload_id, "upload_id") if header.upload_id else ""
         self.shard_index = header.shard_index
+        self.write_key: WriteKey = (self.data_id, self.part_number, self.shard_index)
         self.geometry = _write_geometry(header)
         service.meta.read(lambda c: versions.require_bucket(c, self.bucket))
         self._service = service
         self._writer = service.shards.new_writer(self.geometry.hash_algorithm,
                                                  self.geometry.shard_block_size)
-        self._streaming = service.writes.streaming(self._writer.file_id)
-        self._streaming.__enter__()
+        self.file_id = self._writer.file_id
+        service.writes.begin_stream(self._writer.file_id)
 
     def add(self, block: pb.ShardBlock) -> None:
         self._writer.write_block(block.data, block.hash)
@@ -60,21 +61,21 @@ class ShardIngest:
         try:
             w.finish()
             staged = StagedWrite(
-                key=(self.data_id, self.part_number, self.shard_index), bucket=self.bucket,
+                key=self.write_key, bucket=self.bucket,
                 object_key=self.key, upload_id=self.upload_id, geometry=self.geometry,
                 file_id=w.file_id, blocks=w.blocks, shard_size=w.bytes, file_size=w.file_size)
             replaced = self._service.writes.stage(staged)
         except BaseException:
             self.abort()
             raise
-        self._streaming.__exit__(None, None, None)
+        self._service.writes.end_stream(w.file_id)
         if replaced is not None:
             self._service.shards.discard_tmp([replaced.file_id])
         return pb.WriteShardReply(blocks=w.blocks, bytes=w.bytes)
 
     def abort(self) -> None:
         self._writer.abort()
-        self._streaming.__exit__(None, None, None)
+        self._service.writes.end_stream(self._writer.file_id)
 
 
 class StorageService(MultipartOps, InspectOps):
@@ -128,6 +129,11 @@ class StorageService(MultipartOps, InspectOps):
         return ShardIngest(self, header)
 
     def WriteShard(self, messages: Iterator[pb.WriteShardMessage]) -> pb.WriteShardReply:
+        return self.write_shard(messages)[1]
+
+    def write_shard(self, messages: Iterator[pb.WriteShardMessage]
+                    ) -> tuple[ShardIngest, pb.WriteShardReply]:
+        """The whole stream: header, blocks, then fsync and staging."""
         first = next(messages, None)
         if first is None or first.WhichOneof("msg") != "header":
             raise InvalidArgument("a WriteShard stream starts with a ShardHeader")
@@ -140,7 +146,15 @@ class StorageService(MultipartOps, InspectOps):
         except BaseException:
             ingest.abort()
             raise
-        return ingest.finish()
+        return ingest, ingest.finish()
+
+    def drop_staged(self, key: WriteKey, file_id: str) -> None:
+        """Forget a staged write (if it is still the one in `file_id`) and remove its data."""
+        claimed = self.writes.claim([key])
+        if key in claimed and claimed[key].file_id != file_id:
+            restore_staged(self.writes, self.shards, claimed.values())
+        else:
+            self.shards.discard_tmp([file_id])
 
     def AbortWrite(self, req: pb.AbortWriteRequest) -> pb.AbortWriteReply:
         data_id = validate.token(req.data_id, "data_id")
@@ -216,10 +230,8 @@ class StorageService(MultipartOps, InspectOps):
         return list(claimed.values())
 
     @staticmethod
-    def _completion_job(new: versions.NewVersion, upload_id: str, wanted: list):
-        from . import uploads
-        from .errors import NoSuchUpload
-
+    def _completion_job(new: versions.NewVersion, upload_id: str,
+                        wanted: list[tuple[int, str, int]]):
         def job(conn):
             try:
                 new.parts, dropped = uploads.take_parts(

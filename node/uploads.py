@@ -51,12 +51,16 @@ def create_upload(conn: sqlite3.Connection, upload: UploadRecord) -> None:
                                             upload.initiated_ns, upload.meta))
 
 
-def put_part(conn: sqlite3.Connection, part: UploadPartRecord) -> list[str]:
+def put_part(conn: sqlite3.Connection, part: UploadPartRecord,
+             written_for: tuple[str, str] | None = None) -> list[str]:
     """Stage an attempt as its part number; returns the replaced attempt's file, if any.
 
+    `written_for` is the (bucket, key) the shard was written for, checked against the upload.
     A part without a file id was not freshly written: it must be the staged attempt already
     (a retried PutPart)."""
-    get_upload(conn, part.upload_id)
+    upload = get_upload(conn, part.upload_id)
+    if written_for is not None and written_for != (upload.bucket, upload.key):
+        raise InvalidArgument(f"data {part.data_id} was written for another object")
     old = conn.execute(f"SELECT {_PART_COLUMNS} FROM upload_parts WHERE upload_id = ? AND "
                        "part_number = ?", (part.upload_id, part.part_number)).fetchone()
     old_part = _part(old) if old else None

@@ -7,10 +7,9 @@ nothing it could point to, and a commit of such data gets WriteNotFound.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .records import Geometry
@@ -48,15 +47,14 @@ class PendingWrites:
         self._staged: dict[WriteKey, StagedWrite] = {}
         self._streaming: set[str] = set()  # file ids of streams in progress
 
-    @contextlib.contextmanager
-    def streaming(self, file_id: str) -> Iterator[None]:
+    def begin_stream(self, file_id: str) -> None:
         with self._lock:
             self._streaming.add(file_id)
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._streaming.discard(file_id)
+
+    def end_stream(self, file_id: str) -> None:
+        """Idempotent: a stream may end by finishing or by aborting, or both."""
+        with self._lock:
+            self._streaming.discard(file_id)
 
     def active_files(self) -> set[str]:
         """File ids being streamed or staged right now (the sweeper must keep them)."""

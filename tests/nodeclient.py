@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
@@ -10,11 +11,12 @@ from pathlib import Path
 
 import grpc
 
+from cluster.launcher import Cluster
 from common import bitrot
 from proto import storage_pb2 as pb
 from proto import storage_pb2_grpc
 
-__all__ = ["GEOMETRY", "NodeClient", "blocks_of", "geometry", "reason", "uuid7"]
+__all__ = ["GEOMETRY", "NodeClient", "blocks_of", "geometry", "one_node", "reason", "uuid7"]
 
 TIMEOUT = 20.0  # seconds: every call of a test is bounded
 MAX_MESSAGE = 64 * 1024 * 1024
@@ -159,3 +161,26 @@ class NodeClient:
 
     def stat(self) -> pb.StatReply:
         return self.stub.Stat(pb.StatRequest(), timeout=TIMEOUT)
+
+
+@contextlib.contextmanager
+def one_node(root: Path, env: dict[str, str] | None = None,
+             bucket: str | None = None) -> Iterator[tuple[Cluster, NodeClient]]:
+    """A one-node cluster (launcher, mTLS) under `root` with extra node environment, and a
+    client of it; `bucket` is created first when given. Everything stops on exit."""
+    from tests.conftest import running_cluster
+
+    saved = {k: os.environ.get(k) for k in env or {}}
+    os.environ.update(env or {})  # the launcher hands its environment to the node
+    try:
+        with running_cluster(root, nodes=1, gateways=0, kes=0) as cluster, \
+                NodeClient.for_node(cluster) as client:
+            if bucket:
+                client.make_bucket(bucket)
+            yield cluster, client
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

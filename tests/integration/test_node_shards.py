@@ -1,0 +1,247 @@
+"""Shard write/commit/read against a real node over gRPC with mTLS: round trips, ranges,
+bitrot detection, and refusals that keep nothing."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from cluster.launcher import Cluster
+from common import bitrot
+from proto import storage_pb2 as pb
+from tests.nodeclient import GEOMETRY, NodeClient, blocks_of, geometry, one_node, reason, uuid7
+
+SBS = GEOMETRY.shard_block_size  # 16 KiB
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, NodeClient]]:
+    with one_node(tmp_path_factory.mktemp("node"), bucket="shards") as node:
+        yield node
+
+
+def _data_dir(cluster: Cluster) -> Path:
+    return Path(cluster.record("node-1").data_dir)
+
+
+def _tmp_files(cluster: Cluster) -> list[str]:
+    return os.listdir(_data_dir(cluster) / "tmp")
+
+
+@pytest.mark.parametrize("hash_algorithm", [bitrot.XXH3_128, bitrot.SHA256])
+def test_round_trip_random_sizes(node: tuple[Cluster, NodeClient], hash_algorithm: int) -> None:
+    _, client = node
+    g = geometry(hash_algorithm=hash_algorithm)
+    rng = random.Random(hash_algorithm)
+    sizes = [0, 1, SBS - 1, SBS, SBS + 1, 3 * SBS + 17] + [rng.randrange(1, 8 * SBS)
+                                                            for _ in range(4)]
+    for size in sizes:
+        data = os.urandom(size)
+        for inline in (False, True):
+            key = f"rt/{hash_algorithm}/{size}/{inline}"
+            version_id, is_latest = client.put("shards", key, data, g, inline=inline)
+            assert is_latest
+            assert client.read("shards", key) == data
+            assert client.read("shards", key, version_id=version_id) == data
+            (meta,) = client.read_meta("shards", key, include_inline=True)
+            assert meta.version_id == version_id and meta.is_inline == inline
+            assert meta.geometry.hash == hash_algorithm
+            if inline:
+                assert meta.inline_shard == data
+            else:
+                assert [(p.part_number, p.shard_size) for p in meta.parts] == [(1, size)]
+
+
+def test_range_of_blocks(node: tuple[Cluster, NodeClient]) -> None:
+    _, client = node
+    data = os.urandom(5 * SBS + 100)  # 6 blocks, the last one short
+    client.put("shards", "range", data)
+    for start, count in [(0, 1), (2, 2), (4, 0), (5, 1), (5, 9), (6, 0), (1, 0)]:
+        got = client.read_blocks("shards", "range", start=start, count=count)
+        want = data[start * SBS:(start + count) * SBS if count else None]
+        assert b"".join(b.data for b in got) == want
+        for b in got:  # every block arrives with its hash
+            assert b.hash == bitrot.block_hash(bitrot.XXH3_128, b.data)
+    with pytest.raises(grpc.RpcError) as err:
+        client.read("shards", "range", start=7)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def _shard_file(cluster: Cluster, client: NodeClient, key: str) -> Path:
+    (version,) = client.inspect("shards", key).versions
+    (shard,) = version.shards
+    return _data_dir(cluster) / shard.file
+
+
+def test_corrupt_block_is_data_loss_and_no_bad_bytes(node: tuple[Cluster, NodeClient]) -> None:
+    cluster, client = node
+    data = os.urandom(4 * SBS)
+    client.put("shards", "rot", data)
+    path = _shard_file(cluster, client, "rot")
+    stride = 16 + SBS
+    with open(path, "r+b") as f:  # flip one byte inside block 2's data
+        f.seek(2 * stride + 16 + 1234)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+    received: list[pb.ShardBlock] = []
+    stream = client.stub.ReadShard(pb.ReadShardRequest(bucket="shards", key="rot"), timeout=10)
+    with pytest.raises(grpc.RpcError) as err:
+        for block in stream:
+            received.append(block)
+    assert err.value.code() == grpc.StatusCode.DATA_LOSS
+    assert reason(err.value) == "Corrupt"
+    assert b"".join(b.data for b in received) == data[:2 * SBS]  # good blocks only
+    assert client.read("shards", "rot", start=3) == data[3 * SBS:]  # past the bad one: fine
+
+    report = client.stub.VerifyShard(pb.VerifyShardRequest(bucket="shards", key="rot"),
+                                     timeout=10)
+    assert not report.ok
+    assert [(b.part_number, b.block) for b in report.bad_blocks] == [(1, 2)]
+
+    hashes = client.inspect("shards", "rot", with_hashes=True).versions[0].shards[0]
+    assert list(hashes.block_hashes) == [b.hash for b in blocks_of(data)]
+
+
+def test_truncated_and_missing_files_are_corrupt(node: tuple[Cluster, NodeClient]) -> None:
+    cluster, client = node
+    data = os.urandom(3 * SBS)
+    client.put("shards", "short", data)
+    path = _shard_file(cluster, client, "short")
+    os.truncate(path, path.stat().st_size - 10)
+    with pytest.raises(grpc.RpcError) as err:
+        client.read("shards", "short")
+    assert err.value.code() == grpc.StatusCode.DATA_LOSS
+    assert client.read("shards", "short", count=2) == data[:2 * SBS]
+
+    client.put("shards", "gone", data)
+    _shard_file(cluster, client, "gone").unlink()
+    with pytest.raises(grpc.RpcError) as err:
+        client.read("shards", "gone")
+    assert err.value.code() == grpc.StatusCode.DATA_LOSS
+    report = client.stub.VerifyShard(pb.VerifyShardRequest(bucket="shards", key="gone"),
+                                     timeout=10)
+    assert not report.ok and list(report.missing_parts) == [1]
+    (shard,) = client.inspect("shards", "gone").versions[0].shards
+    assert not shard.present
+
+
+def test_block_with_wrong_hash_is_refused_and_nothing_kept(
+        node: tuple[Cluster, NodeClient]) -> None:
+    cluster, client = node
+    blocks = blocks_of(os.urandom(3 * SBS))
+    blocks[1].hash = bytes(16)
+    data_id = str(uuid.uuid4())
+    with pytest.raises(grpc.RpcError) as err:
+        client.write_shard("shards", "badhash", data_id, blocks)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert reason(err.value) == "InvalidArgument"
+    assert _tmp_files(cluster) == []
+    assert client.stat().pending_writes == 0
+    request = pb.CommitObjectRequest(bucket="shards", key="badhash", version_id=uuid7(),
+                                     geometry=GEOMETRY)
+    request.parts.add(part_number=1, data_id=data_id, shard_size=3 * SBS)
+    with pytest.raises(grpc.RpcError) as err:
+        client.stub.CommitObject(request, timeout=10)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert reason(err.value) == "WriteNotFound"
+
+
+@pytest.mark.parametrize("case", ["oversized", "short-then-more", "geometry", "no-header"])
+def test_malformed_writes_are_refused(node: tuple[Cluster, NodeClient], case: str) -> None:
+    cluster, client = node
+    g = GEOMETRY
+    blocks = blocks_of(os.urandom(2 * SBS))
+    if case == "oversized":
+        blocks = blocks_of(os.urandom(2 * SBS), geometry(block_size=128 * 1024))
+    elif case == "short-then-more":
+        blocks = blocks_of(os.urandom(100)) + blocks
+    elif case == "geometry":
+        g = pb.Geometry(data_shards=4, parity_shards=2, block_size=65536, shard_block_size=999)
+    with pytest.raises(grpc.RpcError) as err:
+        if case == "no-header":
+            client.stub.WriteShard(iter([pb.WriteShardMessage(block=blocks[0])]), timeout=10)
+        else:
+            client.write_shard("shards", f"bad-{case}", str(uuid.uuid4()), blocks, g)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert _tmp_files(cluster) == []
+
+
+def test_not_found_reasons(node: tuple[Cluster, NodeClient]) -> None:
+    _, client = node
+    cases = [
+        (lambda: client.read("nobucket", "k"), "NoSuchBucket"),
+        (lambda: client.read("shards", "never-written"), "NoSuchKey"),
+        (lambda: client.read_meta("shards", "never-written"), "NoSuchKey"),
+        (lambda: client.read_meta("shards", "rt/1/1/False", version_id=uuid7()),
+         "NoSuchVersion"),
+        (lambda: client.read("shards", "rt/1/1/False", part_number=2), "NoSuchPart"),
+    ]
+    for call, want in cases:
+        with pytest.raises(grpc.RpcError) as err:
+            call()
+        assert (err.value.code(), reason(err.value)) == (grpc.StatusCode.NOT_FOUND, want)
+
+
+def test_buckets(node: tuple[Cluster, NodeClient]) -> None:
+    _, client = node
+    stub = client.stub
+    client.make_bucket("tmp-bucket")
+    with pytest.raises(grpc.RpcError) as err:
+        client.make_bucket("tmp-bucket")
+    assert reason(err.value) == "BucketAlreadyExists"
+    with pytest.raises(grpc.RpcError) as err:
+        client.make_bucket("Bad_Name")
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    stub.PutBucketConfig(pb.PutBucketConfigRequest(bucket="tmp-bucket", name="encryption",
+                                                   value=b"<xml/>"), timeout=10)
+    got = stub.GetBucketConfig(pb.GetBucketConfigRequest(bucket="tmp-bucket",
+                                                         name="encryption"), timeout=10)
+    assert got.found and got.value == b"<xml/>"
+    client.put("tmp-bucket", "obj", b"x" * 10)
+    with pytest.raises(grpc.RpcError) as err:
+        stub.DeleteBucket(pb.DeleteBucketRequest(bucket="tmp-bucket"), timeout=10)
+    assert reason(err.value) == "BucketNotEmpty"
+    client.delete_marker("tmp-bucket", "obj")
+    stub.DeleteBucket(pb.DeleteBucketRequest(bucket="tmp-bucket"), timeout=10)
+    names = [b.name for b in stub.ListBuckets(pb.ListBucketsRequest(), timeout=10).buckets]
+    assert "tmp-bucket" not in names and "shards" in names
+    with pytest.raises(grpc.RpcError) as err:
+        stub.HeadBucket(pb.HeadBucketRequest(bucket="tmp-bucket"), timeout=10)
+    assert reason(err.value) == "NoSuchBucket"
+
+
+def test_cancelled_write_leaves_nothing(node: tuple[Cluster, NodeClient]) -> None:
+    cluster, client = node
+    release = threading.Event()
+    header = pb.ShardHeader(bucket="shards", key="cancelled", data_id=str(uuid.uuid4()),
+                            part_number=1, shard_index=0, geometry=GEOMETRY)
+
+    def messages() -> Iterator[pb.WriteShardMessage]:
+        yield pb.WriteShardMessage(header=header)
+        for b in blocks_of(os.urandom(2 * SBS)):
+            yield pb.WriteShardMessage(block=b)
+        release.wait(10)
+
+    call = client.stub.WriteShard.future(messages(), timeout=30)
+    deadline = time.monotonic() + 10
+    while not _tmp_files(cluster) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _tmp_files(cluster)
+    call.cancel()
+    release.set()
+    while (_tmp_files(cluster) or client.stat().pending_writes) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _tmp_files(cluster) == []
+    assert client.stat().pending_writes == 0
+    log = Path(cluster.record("node-1").log).read_text()
+    assert "Traceback" not in log and "Exception calling application" not in log
