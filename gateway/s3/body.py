@@ -26,6 +26,7 @@ __all__ = ["BLOCK_SIZE", "ClientDisconnected", "RequestBody", "offload", "open_b
 
 BLOCK_SIZE = 1024 * 1024  # bytes handed to the object layer per step (at most ~2x in memory)
 OFFLOAD_THRESHOLD = 64 * 1024  # smaller work stays on the loop: a thread hop costs more
+BODY_IDLE_TIMEOUT = 60.0  # seconds without a body byte before RequestTimeout (S3 uses ~20 s)
 _CPU_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="s3-cpu")
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
@@ -78,11 +79,15 @@ class RequestBody:
         size = 0
         more = True
         while more:
-            message = await self._ctx.receive()
+            try:
+                message = await asyncio.wait_for(self._ctx.receive(), BODY_IDLE_TIMEOUT)
+            except TimeoutError:
+                raise S3Error("RequestTimeout") from None
             if message["type"] == "http.disconnect":
                 raise ClientDisconnected()
             chunk = message.get("body", b"")
             more = message.get("more_body", False)
+            self._ctx.body_complete = not more
             if chunk:
                 pending.append(chunk)
                 size += len(chunk)

@@ -64,6 +64,7 @@ class ChunkedDecoder:
                 self.decoded += take
                 pos += take
                 if self._remaining == 0:
+                    self._verify_chunk()
                     self._state = _DATA_END
                 continue
             if self._state == _DONE:
@@ -168,7 +169,10 @@ class ChunkedDecoder:
     def finish(self) -> dict[str, str]:
         """The body ended: check it ended at a boundary; return the trailing headers."""
         if self._state == _TRAILER and self._line:
-            self._on_trailer_line(bytes(self._line).rstrip(b"\r"))
+            line = bytes(self._line).rstrip(b"\r")
+            if b":" not in line:
+                raise S3Error("IncompleteBody", "The aws-chunked body ended inside its trailer.")
+            self._on_trailer_line(line)
             self._line.clear()
         # a missing final empty line after the trailer is common (minio#17662): accept it
         if self._state == _TRAILER:

@@ -54,6 +54,7 @@ class S3Request:
     args: dict[str, str] = field(default_factory=dict)  # first value of each query name
     h: dict[str, str] = field(default_factory=dict)  # headers; repeats joined with ","
     auth: SigningContext | None = None
+    vhost: bool = False  # the bucket came from the Host header
     operation: str = "-"  # the route's name, for the log line
 
     @classmethod
@@ -90,6 +91,7 @@ class S3Request:
             if host.endswith("." + bare):
                 bucket = host[: -len(bare) - 1]
                 key = self.path[1:] if self.path.startswith("/") else self.path
+                self.vhost = True
                 return bucket, key or None
         parts = self.path.lstrip("/").split("/", 1) if self.path.startswith("/") else [""]
         bucket = parts[0] or None
@@ -115,7 +117,9 @@ class S3Request:
 
     @property
     def has_body(self) -> bool:
-        return (self.content_length() or 0) > 0 or "transfer-encoding" in self.h
+        """Whether body bytes may follow the headers (never raises: used on error paths)."""
+        value = self.h.get("content-length", "0").strip()
+        return not value.isdigit() or int(value) > 0 or "transfer-encoding" in self.h
 
 
 @dataclass
@@ -139,4 +143,10 @@ class Context:
     layer: ObjectLayer
     config: GatewayConfig
     receive: Any
-    body_started: bool = False
+    body_started: bool = False  # a handler began reading the body
+    body_complete: bool = False  # ... and read it to its end
+
+    @property
+    def unread_body(self) -> bool:
+        """Body bytes may still be on the wire: the connection cannot carry another request."""
+        return self.req.has_body and not self.body_complete

@@ -65,7 +65,11 @@ class S3Application:
                 log.warning("request %s: failed after the response started: %s: %s",
                             request_id, type(exc).__name__, exc)
             else:
-                await state.send_error(error, req, scope, request_id, ctx)
+                try:
+                    await state.send_error(error, req, scope, request_id, ctx)
+                except Exception as send_exc:  # the client is gone; nothing more to tell it
+                    log.warning("request %s: could not send the error response: %s",
+                                request_id, send_exc)
         finally:
             self._log(req, scope, request_id, status, code, state.sent, started)
 
@@ -76,7 +80,8 @@ class S3Application:
             # layer offers a probe of its own (write quorum reachable).
             return Response(200, {"content-type": "text/plain"})
         req.auth = verify_request(req.method, req.raw_path, req.query, req.headers,
-                                  self.secrets, self.config.region)
+                                  self.secrets, self.config.region,
+                                  vhost_bucket=req.bucket if req.vhost else None)
         route = self.router.match(req)
         req.operation = route.name
         _check_body_limit(req, route.max_body)
@@ -145,7 +150,7 @@ class _Exchange:
         headers = dict(response.headers)
         if length is not None:
             headers["content-length"] = str(length)
-        close = req.has_body and not ctx.body_started
+        close = ctx.unread_body
         try:
             await self._send({"type": "http.response.start", "status": response.status,
                               "headers": self._headers(headers, req.request_id, close)})
@@ -172,9 +177,7 @@ class _Exchange:
                                   error.fields)
         headers = {"content-type": "application/xml", "content-length": str(len(body))}
         headers.update(error.headers)
-        close = True if req is None else (req.has_body and not (ctx and ctx.body_started))
-        if req is not None and ctx is not None and ctx.body_started:
-            close = True  # the body may be half read: the connection cannot be reused
+        close = ctx.unread_body if ctx is not None else True
         await self._send({"type": "http.response.start", "status": error.status,
                           "headers": self._headers(headers, request_id, close)})
         self.started = True

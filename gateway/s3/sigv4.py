@@ -205,21 +205,51 @@ def _secret_for(secrets: Mapping[str, str], access_key: str) -> str:
     return secret
 
 
-def _compare(expected: str, given: str) -> None:
-    if not hmac.compare_digest(expected.encode(), given.lower().encode()):
-        raise S3Error("SignatureDoesNotMatch")
+def _matches(expected: str, given: str) -> bool:
+    return hmac.compare_digest(expected.encode(), given.lower().encode())
+
+
+def _expected_signature(key: bytes, amz_date: str, scope: str, method: str, raw_path: bytes,
+                        query: Sequence[tuple[str, str]], headers: Sequence[tuple[str, str]],
+                        signed: Sequence[str], payload_hash: str, given: str, *,
+                        drop_query: str | None = None) -> str:
+    """The request's signature when `given` is right; SignatureDoesNotMatch otherwise.
+
+    SDKs sign the path in AWS's canonical encoding; a few clients sign the path exactly as
+    they sent it (e.g. with '=' or ',' left unencoded). Both are tried, canonical first."""
+    canonical = canonical_request(method, raw_path, query, headers, signed, payload_hash,
+                                  drop_query=drop_query)
+    expected = _sign(key, _string_to_sign(amz_date, scope, canonical))
+    if _matches(expected, given):
+        return expected
+    as_sent = raw_path.decode("latin-1") or "/"
+    if as_sent != canonical_uri(raw_path):
+        verbatim = canonical.split("\n", 2)
+        verbatim[1] = as_sent
+        expected = _sign(key, _string_to_sign(amz_date, scope, "\n".join(verbatim)))
+        if _matches(expected, given):
+            return expected
+    raise S3Error("SignatureDoesNotMatch")
 
 
 def verify_request(method: str, raw_path: bytes, query: Sequence[tuple[str, str]],
                    headers: Sequence[tuple[str, str]], secrets: Mapping[str, str],
-                   region: str, now: float | None = None) -> SigningContext:
+                   region: str, now: float | None = None, *,
+                   vhost_bucket: str | None = None) -> SigningContext:
     """Verify a header-signed or presigned request; raise `S3Error` when it is not valid.
 
-    `headers` are (lower-case name, value) pairs as received; `query` decoded pairs.
+    `headers` are (lower-case name, value) pairs as received; `query` decoded pairs;
+    `vhost_bucket` the bucket named by the Host header (SigV2 signs it into the resource).
+    SigV2 requests are handed to `gateway/s3/sigv2.py`.
     """
+    from .sigv2 import is_v2_presigned, verify_v2
+
     now = time.time() if now is None else now
     header_map = {name: value for name, value in headers}
     authorization = header_map.get("authorization")
+    if (authorization or "").startswith("AWS ") or (not authorization
+                                                   and is_v2_presigned(query)):
+        return verify_v2(method, raw_path, vhost_bucket, query, headers, secrets, now)
     presigned = any(k == "X-Amz-Signature" for k, _ in query) or any(
         k == "X-Amz-Credential" for k, _ in query)
     if authorization and presigned:
@@ -231,10 +261,6 @@ def verify_request(method: str, raw_path: bytes, query: Sequence[tuple[str, str]
                               secrets, region, now)
     if presigned:
         return _verify_presigned(method, raw_path, query, headers, secrets, region, now)
-    if any(k == "Signature" and v for k, v in query) or any(k == "AWSAccessKeyId"
-                                                             for k, _ in query):
-        raise S3Error("InvalidRequest", "The authorization mechanism you have provided is not "
-                                        "supported. Please use AWS4-HMAC-SHA256.")
     raise S3Error("AccessDenied", "Anonymous access is not allowed; sign the request.")
 
 
@@ -242,9 +268,6 @@ def _verify_header(method: str, raw_path: bytes, query: Sequence[tuple[str, str]
                    headers: Sequence[tuple[str, str]], header_map: Mapping[str, str],
                    authorization: str, secrets: Mapping[str, str], region: str,
                    now: float) -> SigningContext:
-    if authorization.startswith("AWS "):
-        raise S3Error("InvalidRequest", "The authorization mechanism you have provided is not "
-                                        "supported. Please use AWS4-HMAC-SHA256.")
     match = _AUTH_RE.match(authorization.strip())
     if not match:
         raise S3Error("AuthorizationHeaderMalformed")
@@ -264,9 +287,8 @@ def _verify_header(method: str, raw_path: bytes, query: Sequence[tuple[str, str]
         raise S3Error("InvalidRequest", "Missing required header for this request: "
                                         "x-amz-content-sha256.")
     key = signing_key(secret, cred.date, cred.region, cred.service)
-    canonical = canonical_request(method, raw_path, query, headers, signed, payload_hash)
-    expected = _sign(key, _string_to_sign(amz_date, cred.scope, canonical))
-    _compare(expected, match["sig"])
+    expected = _expected_signature(key, amz_date, cred.scope, method, raw_path, query, headers,
+                                   signed, payload_hash, match["sig"])
     return SigningContext(cred.access_key, key, amz_date, cred.scope, expected, payload_hash)
 
 
@@ -308,10 +330,9 @@ def _verify_presigned(method: str, raw_path: bytes, query: Sequence[tuple[str, s
         raise S3Error("AccessDenied", "The host header must be signed.")
     payload_hash = params.get("X-Amz-Content-Sha256", "UNSIGNED-PAYLOAD")
     key = signing_key(secret, cred.date, cred.region, cred.service)
-    canonical = canonical_request(method, raw_path, query, headers, signed, payload_hash,
-                                  drop_query="X-Amz-Signature")
-    expected = _sign(key, _string_to_sign(amz_date, cred.scope, canonical))
-    _compare(expected, params["X-Amz-Signature"])
+    expected = _expected_signature(key, amz_date, cred.scope, method, raw_path, query, headers,
+                                   signed, payload_hash, params["X-Amz-Signature"],
+                                   drop_query="X-Amz-Signature")
     return SigningContext(cred.access_key, key, amz_date, cred.scope, expected, payload_hash,
                           presigned=True)
 

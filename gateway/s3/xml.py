@@ -38,6 +38,13 @@ def escape(text: str) -> str:
     return _INVALID_XML_CHARS.sub(lambda m: f"&#{ord(m.group())};", text)
 
 
+def printable(text: str) -> str:
+    """Text any XML 1.0 parser accepts: characters XML cannot carry become U+FFFD (used for
+    error documents, which echo whatever the client sent)."""
+    text = text.encode("utf-8", "replace").decode("utf-8")  # lone surrogates
+    return _INVALID_XML_CHARS.sub("\ufffd", text)
+
+
 @dataclass
 class Element:
     """An XML element: a tag, text or children (never both), in document order."""
@@ -87,10 +94,10 @@ def error_document(code: str, message: str, resource: str, request_id: str,
                    fields: dict[str, str] | None = None) -> bytes:
     root = Element("Error")
     root.add("Code", code)
-    root.add("Message", message)
+    root.add("Message", printable(message))
     for name, value in (fields or {}).items():
-        root.add(name, value)
-    root.add("Resource", resource)
+        root.add(name, printable(value))
+    root.add("Resource", printable(resource))
     root.add("RequestId", request_id)
     return render(root, namespace=False)
 

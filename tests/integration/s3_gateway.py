@@ -158,6 +158,13 @@ class RawResponse:
     body: bytes
 
 
+class _S3PathSigV4(SigV4Auth):
+    """botocore's SigV4 with S3's rule for the path: signed as sent, never re-encoded."""
+
+    def _normalize_url_path(self, path: str) -> str:
+        return path
+
+
 def signed_headers(endpoint: S3Endpoint, method: str, url: str, *,
                    headers: Mapping[str, str] | None = None, payload_hash: str,
                    secret: str | None = None, when: float | None = None) -> dict[str, str]:
@@ -166,7 +173,7 @@ def signed_headers(endpoint: S3Endpoint, method: str, url: str, *,
     creds = Credentials(endpoint.access_key, secret or endpoint.secret_key)
     request = AWSRequest(method=method, url=url,
                          headers={**(headers or {}), "X-Amz-Content-SHA256": payload_hash})
-    signer = SigV4Auth(creds, "s3", endpoint.region)
+    signer = _S3PathSigV4(creds, "s3", endpoint.region)
     if when is None:
         signer.add_auth(request)
     else:

@@ -36,6 +36,8 @@ async def list_buckets(ctx: Context) -> Response:
 
 async def create_bucket(ctx: Context) -> Response:
     bucket = bucket_of(ctx)
+    if ctx.req.h.get("x-amz-bucket-object-lock-enabled", "").lower() == "true":
+        raise S3Error("NotImplemented", "Object lock is not supported by this server.")
     body = await read_small_body(ctx, MAX_CONFIG_BODY)
     if body.strip():
         config = parse_xml(body, "CreateBucketConfiguration")

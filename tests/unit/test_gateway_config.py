@@ -1,0 +1,78 @@
+"""Gateway configuration: flags, MinIO's environment names, and one-line refusals."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.config import ConfigError, default_parity, load_config
+
+CREDS = {"MINIO_ROOT_USER": "admin", "MINIO_ROOT_PASSWORD": "password123"}
+
+
+def test_memory_gateway_minimal():
+    config = load_config(["--listen", "127.0.0.1:9000", "--memory"], CREDS)
+    assert config.listen == ("127.0.0.1", 9000)
+    assert config.memory
+    assert config.region == "us-east-1"
+    assert "password123" not in repr(config)
+
+
+def test_old_credential_names_and_domains():
+    env = {"MINIO_ACCESS_KEY": "old-admin", "MINIO_SECRET_KEY": "old-secret-1",
+           "MINIO_DOMAIN": "s3.example.com, other.test"}
+    config = load_config(["--listen", "127.0.0.1:9000", "--memory"], env)
+    assert (config.access_key, config.secret_key) == ("old-admin", "old-secret-1")
+    assert config.domains == ("s3.example.com", "other.test")
+
+
+def test_secret_file(tmp_path):
+    secret = tmp_path / "password"
+    secret.write_text("from-a-file-123\n")
+    secret.chmod(0o600)
+    env = {"MINIO_ROOT_USER": "admin", "MINIO_ROOT_PASSWORD_FILE": str(secret)}
+    assert load_config(["--listen", ":9000", "--memory"], env).secret_key == "from-a-file-123"
+    secret.chmod(0o644)
+    with pytest.raises(ConfigError, match="world-readable"):
+        load_config(["--listen", ":9000", "--memory"], env)
+
+
+def test_parity_against_topology(tmp_path):
+    from common.topology import Topology
+
+    path = tmp_path / "topology.json"
+    Topology.from_addresses([f"127.0.0.1:{9200 + i}" for i in range(6)]).save(path)
+    args = ["--listen", "127.0.0.1:9000", "--topology", str(path)]
+    config = load_config(args, {**CREDS, "MINIO_STORAGE_CLASS_STANDARD": "EC:2"})
+    assert config.parity_for(6) == 2
+    assert load_config(args, CREDS).parity_for(6) == 3
+    with pytest.raises(ConfigError, match="more than half"):
+        load_config(args, {**CREDS, "MINIO_STORAGE_CLASS_STANDARD": "EC:4"})
+    with pytest.raises(ConfigError, match="EC:2"):
+        load_config(args, {**CREDS, "MINIO_STORAGE_CLASS_STANDARD": "RS:2"})
+
+
+@pytest.mark.parametrize(("argv", "env", "message"), [
+    (["--listen", "127.0.0.1:9000", "--memory"], {}, "credentials missing"),
+    (["--listen", "127.0.0.1:9000", "--memory"],
+     {"MINIO_ROOT_USER": "ad", "MINIO_ROOT_PASSWORD": "password123"}, "at least 3"),
+    (["--listen", "127.0.0.1:9000", "--memory"],
+     {"MINIO_ROOT_USER": "admin", "MINIO_ROOT_PASSWORD": "short"}, "at least 8"),
+    (["--memory"], CREDS, "no address"),
+    (["--listen", "nonsense", "--memory"], CREDS, "host:port"),
+    (["--listen", "127.0.0.1:9000"], CREDS, "--topology is required"),
+    (["--tls-listen", "127.0.0.1:9100", "--memory"], CREDS, "--tls-cert"),
+    (["--listen", "127.0.0.1:9000", "--memory", "--tls-cert", "/nonexistent"], CREDS,
+     "does not exist"),
+    (["--listen", "127.0.0.1:9000", "--memory"], {**CREDS, "MINIO_DOMAIN": "bad domain!"},
+     "not a domain"),
+])
+def test_refusals_are_one_line(argv, env, message):
+    with pytest.raises(ConfigError, match=message) as exc:
+        load_config(argv, env)
+    assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize(("size", "parity"), [(2, 1), (4, 2), (5, 2), (6, 3), (7, 3),
+                                              (8, 4), (16, 4)])
+def test_default_parity_follows_minio(size, parity):
+    assert default_parity(size) == parity
