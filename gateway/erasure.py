@@ -12,12 +12,12 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import xxhash
 import zfec
+
+from common import bitrot
 
 __all__ = [
     "BLOCK_SIZE",
@@ -40,9 +40,10 @@ BLOCK_SIZE = 16 * DARE_PACKAGE_SIZE  # 1,049,088
 
 HASH_XXH3_128 = "xxh3-128"
 HASH_SHA256 = "sha256"
+# by name as recorded in the metadata; the node computes the same digests (common/bitrot.py)
 _HASHERS = {
-    HASH_XXH3_128: xxhash.xxh3_128_digest,
-    HASH_SHA256: lambda data: hashlib.sha256(data).digest(),
+    HASH_XXH3_128: lambda data: bitrot.block_hash(bitrot.XXH3_128, data),
+    HASH_SHA256: lambda data: bitrot.block_hash(bitrot.SHA256, data),
 }
 
 

@@ -18,13 +18,12 @@ from typing import Any
 
 import grpc
 
-from gateway.erasure import HASH_SHA256, HASH_XXH3_128, block_hash
+from common.bitrot import block_hash
 from gateway.storage_client import NodeCallError
 from proto import storage_pb2 as pb
 
 __all__ = ["MemoryNode"]
 
-_ALGORITHMS = {pb.XXH3_128: HASH_XXH3_128, pb.SHA256: HASH_SHA256}
 Block = tuple[bytes, bytes]  # (data, hash)
 
 
@@ -119,8 +118,7 @@ class MemoryNode:
                 header = message.header
                 self._bucket(header.bucket)
                 continue
-            algorithm = _ALGORITHMS[header.geometry.hash]
-            if block_hash(algorithm, message.block.data) != message.block.hash:
+            if block_hash(header.geometry.hash, message.block.data) != message.block.hash:
                 raise self._error(grpc.StatusCode.INVALID_ARGUMENT, "InvalidArgument")
             blocks.append((message.block.data, message.block.hash))
         if header is None:
@@ -261,7 +259,7 @@ class MemoryNode:
         blocks = version.shards.get(r.part_number)
         if blocks is None:
             raise self._error(grpc.StatusCode.NOT_FOUND, "NoSuchPart")
-        algorithm = _ALGORITHMS[version.record.geometry.hash]
+        algorithm = version.record.geometry.hash
         end = len(blocks) if not r.block_count else min(len(blocks),
                                                         r.start_block + r.block_count)
         for data, digest in blocks[r.start_block:end]:

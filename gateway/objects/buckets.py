@@ -14,7 +14,7 @@ import grpc
 from gateway.objects import errors as oe
 from gateway.objects.api import BucketInfo
 from gateway.objects.context import LayerContext
-from gateway.quorum import FanOut, fan_out, reduce_errors
+from gateway.objects.quorum import FanOut, fan_out, reduce_errors
 from proto import storage_pb2 as pb
 
 __all__ = [

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from gateway.objects.context import LayerContext, geometry_message
 from gateway.objects.metadata import ObjectMeta
+from gateway.objects.quorum import NodeResult, fan_out, reduce_errors
 from gateway.placement import ErasureSet
-from gateway.quorum import NodeResult, fan_out, reduce_errors
 from proto import storage_pb2 as pb
 
 __all__ = ["CommitPlan", "commit_version", "rollback_version"]

@@ -36,9 +36,9 @@ from gateway.objects.api import (
 from gateway.objects.context import LayerContext
 from gateway.objects.get import ErasureObjectReader
 from gateway.objects.metadata import ObjectMeta
+from gateway.objects.quorum import fan_out
 from gateway.objects.versions import read_version
 from gateway.placement import Placement
-from gateway.quorum import fan_out
 from gateway.storage_client import NodeTLS, Timeouts
 from proto import storage_pb2 as pb
 

@@ -21,8 +21,8 @@ from gateway.objects import errors as oe
 from gateway.objects.api import ObjectInfo
 from gateway.objects.context import LayerContext
 from gateway.objects.metadata import PartRecord
+from gateway.objects.quorum import fan_out
 from gateway.objects.versions import ChosenVersion
-from gateway.quorum import fan_out
 from gateway.storage_client import NodeCallError
 from proto import storage_pb2 as pb
 

@@ -35,10 +35,10 @@ from gateway.objects.commit import CommitPlan, commit_version
 from gateway.objects.context import LayerContext, geometry_message
 from gateway.objects.metadata import ObjectMeta, PartMeta, PartRecord, UploadMeta
 from gateway.objects.put import erasure_record
+from gateway.objects.quorum import fan_out, reduce_errors
 from gateway.objects.shard_writer import BlockSealer, ShardTarget, abort_write, write_stream
 from gateway.objects.version_ids import new_version_id
 from gateway.placement import ErasureSet
-from gateway.quorum import fan_out, reduce_errors
 from proto import storage_pb2 as pb
 
 __all__ = [

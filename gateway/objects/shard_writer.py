@@ -22,8 +22,8 @@ from gateway.erasure import Geometry, block_hash, encode_block
 from gateway.objects import errors as oe
 from gateway.objects.api import BodyStream
 from gateway.objects.context import LayerContext, geometry_message
+from gateway.objects.quorum import NodeResult, fan_out, reduce_errors
 from gateway.placement import ErasureSet
-from gateway.quorum import NodeResult, fan_out, reduce_errors
 from gateway.storage_client import NodeCallError
 from proto import storage_pb2 as pb
 

@@ -14,8 +14,8 @@ import grpc
 from gateway.objects import errors as oe
 from gateway.objects.context import META_VERSIONS, LayerContext
 from gateway.objects.metadata import ObjectMeta
+from gateway.objects.quorum import NodeResult, fan_out, reduce_errors
 from gateway.placement import ErasureSet
-from gateway.quorum import NodeResult, fan_out, reduce_errors
 from proto import storage_pb2 as pb
 
 __all__ = [

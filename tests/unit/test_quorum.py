@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from gateway.objects import errors as oe
-from gateway.quorum import NodeResult, fan_out, reduce_errors
+from gateway.objects.quorum import NodeResult, fan_out, reduce_errors
 from gateway.storage_client import NodeCallError
 
 NODES = [f"node-{i}" for i in range(1, 7)]
