@@ -285,3 +285,16 @@ def test_any_chunking_of_the_body(chunk):
         await layer.put_object("b", "k", mutable_chunks(), size=len(data), metadata=META)
         assert await read_all(layer, "b", "k") == data
     run(go())
+
+
+def test_concurrent_writers_to_one_key_never_mix():
+    async def go():
+        layer, _, _ = small_layer()
+        await layer.make_bucket("b")
+        blobs = [bytes([i]) * (3 * SMALL_BLOCK + i) for i in range(8)]
+        infos = await asyncio.gather(*(put(layer, "k", b) for b in blobs))
+        got = await read_all(layer, "b", "k")
+        assert got in blobs
+        latest = max(infos, key=lambda i: i.version_id)
+        assert got == blobs[infos.index(latest)]  # the highest version id wins
+    run(go())
