@@ -13,11 +13,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
+from common.endpoint_health import EndpointState
 from common.topology import Topology
 from gateway.erasure import tune_malloc
-from gateway.heal_queue import HealQueue, MemoryHealQueue
+from gateway.heal_queue import HealQueue, HealQueueStatistics, MemoryHealQueue
 from gateway.node_pool import NodePool
 from gateway.objects import buckets, listing, multipart, put
 from gateway.objects import errors as oe
@@ -35,6 +37,7 @@ from gateway.objects.api import (
 )
 from gateway.objects.context import LayerContext
 from gateway.objects.get import ErasureObjectReader
+from gateway.objects.health import ClusterHealth, probe_cluster
 from gateway.objects.metadata import ObjectMeta
 from gateway.objects.quorum import fan_out
 from gateway.objects.versions import read_version
@@ -42,7 +45,15 @@ from gateway.placement import Placement
 from gateway.storage_client import NodeTLS, Timeouts
 from proto import storage_pb2 as pb
 
-__all__ = ["ErasureObjectLayer", "build_erasure_layer"]
+__all__ = ["ErasureObjectLayer", "LayerStatistics", "build_erasure_layer"]
+
+
+@dataclass(frozen=True)
+class LayerStatistics:
+    """For /metrics and the admin summary: each node's health memory, the heal backlog."""
+
+    nodes: tuple[EndpointState, ...]
+    heal_queue: HealQueueStatistics
 
 
 def _no_encryption(what: str) -> oe.KMSNotConfigured:
@@ -189,6 +200,16 @@ class ErasureObjectLayer:
                                         ) -> ObjectInfo:
         stored = await multipart.get_upload(self.ctx, bucket, key, upload_id)
         return await multipart.complete_upload(self.ctx, stored, parts, checksums=checksums)
+
+    # ---- health and statistics ----
+
+    async def probe_cluster(self) -> ClusterHealth:
+        """Which nodes answer now, and whether every set has its write quorum (`.ok`)."""
+        return await probe_cluster(self.ctx)
+
+    def statistics(self) -> LayerStatistics:
+        return LayerStatistics(nodes=tuple(self.ctx.pool.statistics()),
+                               heal_queue=self.ctx.heal.statistics())
 
     # ---- lifecycle ----
 

@@ -298,3 +298,20 @@ def test_concurrent_writers_to_one_key_never_mix():
         latest = max(infos, key=lambda i: i.version_id)
         assert got == blobs[infos.index(latest)]  # the highest version id wins
     run(go())
+
+
+def test_cluster_probe_and_statistics():
+    async def go():
+        layer, nodes, _ = small_layer()
+        assert (await layer.probe_cluster()).ok
+        nodes["node-1"].down = True
+        nodes["node-2"].down = True
+        health = await layer.probe_cluster()
+        assert health.ok and health.sets[0].offline == ("node-1", "node-2")
+        nodes["node-3"].down = True
+        assert not (await layer.probe_cluster()).ok
+        stats = layer.statistics()
+        assert {s.name for s in stats.nodes if s.state == "sidelined"} == {
+            "node-1", "node-2", "node-3"}
+        assert stats.heal_queue.queued == 0
+    run(go())
