@@ -185,6 +185,8 @@ def test_m_nodes_down_everything_still_works(cluster: Cluster):
     heal = MemoryHealQueue()
     with stopped(cluster, "node-2", "node-5"):
         async def during(layer: ErasureObjectLayer) -> None:
+            health = await layer.probe_cluster()
+            assert health.ok and health.sets[0].offline == ("node-2", "node-5")
             for key, blob in data.items():
                 assert await get(layer, "deg", key) == blob
             fresh = os.urandom(BLOCK_SIZE + 5)
@@ -205,6 +207,7 @@ def test_m_plus_one_down_fails_and_leaves_nothing(cluster: Cluster):
     run(cluster, before)
     with stopped(cluster, "node-1", "node-3", "node-6"):
         async def during(layer: ErasureObjectLayer) -> None:
+            assert not (await layer.probe_cluster()).ok
             with pytest.raises(oe.InsufficientWriteQuorum):
                 await put(layer, "quorum", "k", os.urandom(BLOCK_SIZE + 1))
             with pytest.raises(oe.InsufficientWriteQuorum):
