@@ -214,7 +214,8 @@ class Cluster:
             config = self._write_kes_config(name, address, pair.cert, pair.key, ca.cert_path,
                                             identity_of_pem(admin.cert),
                                             identity_of_pem(kes_client.cert))
-            argv = [self.python, "-m", "kes", "--config", str(config)]
+            # --addr repeats the config's address so `is_alive` finds it on the command line
+            argv = [self.python, "-m", "kes", "--config", str(config), "--addr", address]
             records.append(ProcessRecord("kes", name, address, argv, self._log(name),
                                          data_dir=str(self.root / "kes-keystore"),
                                          cert=str(pair.cert), key=str(pair.key)))

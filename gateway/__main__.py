@@ -18,6 +18,7 @@ def _servers(config: GatewayConfig, app: object) -> list:
 
     common = dict(loop="none", http="httptools", lifespan="off", access_log=False,
                   server_header=False, log_config=None, timeout_keep_alive=30,
+                  timeout_graceful_shutdown=5,
                   h11_max_incomplete_event_size=64 * 1024)
     servers = []
     if config.listen:
@@ -50,7 +51,7 @@ async def _serve(config: GatewayConfig) -> int:
     listening = [f"{scheme}://{address[0]}:{address[1]}"
                  for scheme, address in (("http", config.listen), ("https", config.tls_listen))
                  if address]
-    log.info("gateway serving S3 on %s (%s backend)", ", ".join(listening),
+    log.info("gateway starting: S3 on %s (%s backend)", ", ".join(listening),
              "in-memory DEVELOPMENT" if config.memory else "erasure-coded")
     await asyncio.gather(*(server.serve() for server in servers))
     return 0 if all(server.started for server in servers) else 1

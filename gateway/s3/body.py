@@ -174,7 +174,7 @@ def _declared_lengths(ctx: Context, streaming: bool) -> int | None:
 
 
 def open_body(ctx: Context, *, limit: int, too_large: str = "EntityTooLarge",
-              require_length: bool = True) -> RequestBody:
+              require_length: bool = True, body_checksums: bool = True) -> RequestBody:
     """Set up the body pipeline for this request; sizes are checked here, before any byte is
     read, so an over-limit PUT is refused without reading it."""
     req = ctx.req
@@ -199,7 +199,8 @@ def open_body(ctx: Context, *, limit: int, too_large: str = "EntityTooLarge",
     decoder = None
     if streaming:
         decoder = ChunkedDecoder(req.auth if signed_chunks else None, trailer=trailer)
-    checksum = parse_checksum_request(req.h)
+    # x-amz-checksum-* describe the body, except on CompleteMultipartUpload (the object's)
+    checksum = parse_checksum_request(req.h) if body_checksums else None
     if checksum and checksum.trailer and not streaming:
         raise S3Error("InvalidRequest", "x-amz-trailer needs an aws-chunked body.")
     sha256 = payload if _HEX64.match(payload) else None
@@ -207,11 +208,12 @@ def open_body(ctx: Context, *, limit: int, too_large: str = "EntityTooLarge",
                        declared=declared, limit=limit, too_large=too_large)
 
 
-async def read_small_body(ctx: Context, limit: int, *, require_md5: bool = False) -> bytes:
+async def read_small_body(ctx: Context, limit: int, *, require_md5: bool = False,
+                          body_checksums: bool = True) -> bytes:
     """Read and verify a small request body (XML), checking Content-MD5 here since no object
     layer sees it. `require_md5`: S3 demands Content-MD5 or an x-amz-checksum-* value."""
     body = open_body(ctx, limit=limit, too_large="MaxMessageLengthExceeded",
-                     require_length=False)
+                     require_length=False, body_checksums=body_checksums)
     md5_header = ctx.req.h.get("content-md5")
     expected_md5 = parse_content_md5(md5_header) if md5_header is not None else None
     if require_md5 and expected_md5 is None and body._checksum_request is None:

@@ -21,6 +21,7 @@ __all__ = [
     "Checksum",
     "ChecksumRequest",
     "composite_checksum",
+    "full_object_crc",
     "header_name",
     "new_checksum",
     "parse_checksum_request",
@@ -143,6 +144,18 @@ def parse_checksum_request(headers: Mapping[str, str]) -> ChecksumRequest | None
         # the SDK named an algorithm without sending a value: compute and store it
         return ChecksumRequest(declared, None, None)
     return None
+
+
+def full_object_crc(algorithm: str, parts: list[tuple[str, int]]) -> str:
+    """The CRC of a whole multipart object from its parts' CRCs and sizes (no data read)."""
+    combine = {"CRC32": crt.combine_crc32, "CRC32C": crt.combine_crc32c,
+               "CRC64NVME": crt.combine_crc64nvme}[algorithm]
+    width = ALGORITHMS[algorithm]
+    crc = None
+    for value, size in parts:
+        part = int.from_bytes(base64.b64decode(value), "big")
+        crc = part if crc is None else combine(crc, part, size)
+    return base64.b64encode((crc or 0).to_bytes(width, "big")).decode()
 
 
 def composite_checksum(algorithm: str, part_values: list[str]) -> str:

@@ -147,8 +147,11 @@ def test_abort(client, bucket):
         client.upload_part(Bucket=bucket, Key="aborted", UploadId=upload_id, PartNumber=2,
                            Body=b"late")
     assert _code(exc) == ("NoSuchUpload", 404)
+    # a repeated abort succeeds for a while, as S3's (a retry whose answer was lost)
+    again = client.abort_multipart_upload(Bucket=bucket, Key="aborted", UploadId=upload_id)
+    assert again["ResponseMetadata"]["HTTPStatusCode"] == 204
     with pytest.raises(ClientError) as exc:
-        client.abort_multipart_upload(Bucket=bucket, Key="aborted", UploadId=upload_id)
+        client.abort_multipart_upload(Bucket=bucket, Key="aborted", UploadId="never-existed")
     assert _code(exc) == ("NoSuchUpload", 404)
     with pytest.raises(ClientError) as exc:
         client.head_object(Bucket=bucket, Key="aborted")
@@ -258,3 +261,32 @@ def _cli_config(tmp_path):
     path = tmp_path / "aws-config"
     path.write_text("[default]\ns3 =\n  multipart_threshold = 5MB\n  multipart_chunksize = 5MB\n")
     return path
+
+
+def test_multipart_checksums_full_object(s3, bucket, parts):
+    import base64
+    import zlib
+
+    client = s3.client(request_checksum_calculation="when_supported")
+    key = "mp-full-object"
+    upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm="CRC32",
+                                               ChecksumType="FULL_OBJECT")["UploadId"]
+    listed = []
+    for number, data in enumerate(parts, start=1):
+        result = client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id,
+                                    PartNumber=number, Body=data, ChecksumAlgorithm="CRC32")
+        listed.append({"PartNumber": number, "ETag": result["ETag"],
+                       "ChecksumCRC32": result["ChecksumCRC32"]})
+    whole = base64.b64encode(zlib.crc32(b"".join(parts)).to_bytes(4, "big")).decode()
+    with pytest.raises(ClientError) as exc:
+        client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
+                                         MultipartUpload={"Parts": listed},
+                                         ChecksumCRC32="AAAAAA==", ChecksumType="FULL_OBJECT")
+    assert exc.value.response["Error"]["Code"] == "BadDigest"
+    done = client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
+                                            MultipartUpload={"Parts": listed},
+                                            ChecksumCRC32=whole, ChecksumType="FULL_OBJECT")
+    assert done["ChecksumCRC32"] == whole
+    got = client.get_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    assert got["ChecksumCRC32"] == whole
+    assert got["Body"].read() == b"".join(parts)  # boto3 validates the full-object CRC

@@ -348,3 +348,18 @@ def test_error_body_carries_request_id(s3, bucket):
     assert f"<RequestId>{request_id}</RequestId>".encode() in resp.body
     assert f"<Resource>/{bucket}/absent</Resource>".encode() in resp.body
     assert resp.headers["content-type"] == "application/xml"
+
+
+def test_unsupported_write_features_are_refused_not_dropped(client, bucket):
+    client.put_object(Bucket=bucket, Key="guarded", Body=b"original")
+    for kwargs in ({"IfNoneMatch": "*"}, {"Tagging": "a=b"},
+                   {"ObjectLockMode": "GOVERNANCE",
+                    "ObjectLockRetainUntilDate": datetime(2030, 1, 1, tzinfo=UTC)}):
+        with pytest.raises(ClientError) as exc:
+            client.put_object(Bucket=bucket, Key="guarded", Body=b"overwrite", **kwargs)
+        assert _code(exc) == ("NotImplemented", 501), kwargs
+    assert client.get_object(Bucket=bucket, Key="guarded")["Body"].read() == b"original"
+    with pytest.raises(ClientError) as exc:
+        client.put_object(Bucket=bucket, Key="cold", Body=b"x", StorageClass="GLACIER")
+    assert _code(exc) == ("InvalidStorageClass", 400)
+    client.put_object(Bucket=bucket, Key="std", Body=b"x", StorageClass="STANDARD")

@@ -10,7 +10,19 @@ from ..names import check_bucket_name, check_key
 from ..request import Context, Response
 from ..xml import Element, render
 
-__all__ = ["bucket_of", "int_arg", "object_of", "owner_element", "xml_response"]
+__all__ = ["bucket_of", "check_write_headers", "int_arg", "object_of", "owner_element",
+           "xml_response"]
+
+# Write headers for features we do not have: refused, never silently dropped (a client that
+# sends If-None-Match: * relies on it not to overwrite; one that sends tags expects them kept).
+_UNSUPPORTED_WRITE_HEADERS = {
+    "if-match": "Conditional writes", "if-none-match": "Conditional writes",
+    "x-amz-tagging": "Object tagging", "x-amz-object-lock-mode": "Object lock",
+    "x-amz-object-lock-retain-until-date": "Object lock",
+    "x-amz-object-lock-legal-hold": "Object lock",
+    "x-amz-website-redirect-location": "Website redirects",
+}
+STORAGE_CLASSES = ("STANDARD", "REDUCED_REDUNDANCY")
 
 
 def xml_response(root: Element, status: int = 200,
@@ -55,6 +67,17 @@ def int_arg(ctx: Context, name: str, default: int, low: int, high: int | None = 
         raise S3Error("InvalidArgument", f"Argument {name} must be at most {high}.",
                       ArgumentName=name, ArgumentValue=text[:64])
     return value
+
+
+def check_write_headers(ctx: Context) -> None:
+    """PutObject, CopyObject and CreateMultipartUpload: refuse what we cannot honour."""
+    for name, feature in _UNSUPPORTED_WRITE_HEADERS.items():
+        if name in ctx.req.h:
+            raise S3Error("NotImplemented", f"{feature} ({name}) are not supported by this "
+                                            "server.")
+    storage_class = ctx.req.h.get("x-amz-storage-class")
+    if storage_class is not None and storage_class not in STORAGE_CLASSES:
+        raise S3Error("InvalidStorageClass")
 
 
 def owner_element(parent: Element, ctx: Context, tag: str = "Owner") -> None:

@@ -17,7 +17,7 @@ from ..names import check_bucket_name, check_key
 from ..request import Context, Response
 from ..sse import customer_key, encryption_headers, sse_for_write
 from ..xml import Element, iso8601
-from .common import int_arg, object_of, xml_response
+from .common import check_write_headers, int_arg, object_of, xml_response
 
 __all__ = ["copy_object", "open_copy_source", "upload_part_copy"]
 
@@ -69,6 +69,7 @@ def _changes_something(ctx: Context) -> bool:
 
 async def copy_object(ctx: Context) -> Response:
     bucket, key = object_of(ctx)
+    check_write_headers(ctx)
     h = ctx.req.h
     directive = h.get("x-amz-metadata-directive", "COPY").upper()
     if directive not in ("COPY", "REPLACE"):

@@ -7,16 +7,33 @@ for (x-amz-checksum-algorithm on Create) from the parts' verified checksums.
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
+
 from gateway.objects.api import MAX_PART_NUMBER, MAX_PART_SIZE, CompletedPart, PartInfo
+from gateway.objects.errors import UploadNotFound
 
 from ..body import open_body, read_small_body
-from ..checksums import ALGORITHMS, composite_checksum, parse_content_md5
+from ..checksums import (
+    ALGORITHMS,
+    composite_checksum,
+    full_object_crc,
+    header_name,
+    parse_content_md5,
+)
 from ..errors import S3Error
 from ..metadata import checksum_headers, put_metadata
 from ..request import Context, Response
 from ..sse import customer_key, encryption_headers, sse_for_write
 from ..xml import Element, iso8601, parse_xml
-from .common import bucket_of, int_arg, object_of, owner_element, xml_response
+from .common import (
+    bucket_of,
+    check_write_headers,
+    int_arg,
+    object_of,
+    owner_element,
+    xml_response,
+)
 
 __all__ = [
     "abort_multipart_upload",
@@ -29,17 +46,25 @@ __all__ = [
 
 MAX_COMPLETE_BODY = 4 * 1024 * 1024  # 10,000 parts with checksums fit well inside
 CHECKSUM_ALGORITHM = "x-amz-checksum-algorithm"
+CHECKSUM_TYPE = "x-amz-checksum-type"
+COMPOSITE, FULL_OBJECT = "COMPOSITE", "FULL_OBJECT"
 _CHECKSUM_TAGS = {f"Checksum{a}": a for a in ALGORITHMS}
 
 
 async def create_multipart_upload(ctx: Context) -> Response:
     bucket, key = object_of(ctx)
+    check_write_headers(ctx)
     h = ctx.req.h
     algorithm = h.get(CHECKSUM_ALGORITHM, "").upper()
     if algorithm and algorithm not in ALGORITHMS:
         raise S3Error("InvalidRequest", f"Checksum algorithm {algorithm!r} is not supported.")
-    # the algorithm is remembered as a key without value until Complete fills it
-    metadata = put_metadata(h, {algorithm: ""} if algorithm else {})
+    kind = h.get(CHECKSUM_TYPE, COMPOSITE).upper()
+    if kind not in (COMPOSITE, FULL_OBJECT) or (kind == FULL_OBJECT and (
+            not algorithm or algorithm.startswith("SHA"))):
+        raise S3Error("InvalidRequest", "The checksum type must be COMPOSITE, or FULL_OBJECT "
+                                        "with a CRC algorithm.")
+    # the upload remembers algorithm -> checksum type; Complete stores the real value
+    metadata = put_metadata(h, {algorithm: kind} if algorithm else {})
     upload = await ctx.layer.create_multipart_upload(bucket, key, metadata=metadata,
                                                      sse=sse_for_write(h))
     root = Element("InitiateMultipartUploadResult")
@@ -49,6 +74,7 @@ async def create_multipart_upload(ctx: Context) -> Response:
     headers = encryption_headers(upload.encryption, customer_key(h))
     if algorithm:
         headers[CHECKSUM_ALGORITHM] = algorithm
+        headers[CHECKSUM_TYPE] = kind
     return xml_response(root, headers=headers)
 
 
@@ -104,12 +130,15 @@ async def _all_parts(ctx: Context, bucket: str, key: str, upload_id: str) -> dic
         marker = page[-1].part_number
 
 
-async def _composite(ctx: Context, bucket: str, key: str, upload_id: str, algorithm: str,
-                     listed: list[tuple[CompletedPart, dict[str, str]]]) -> dict[str, str]:
-    """The checksum-of-checksums to store, when the upload asked for one and every listed
-    part has its checksum; a part checksum the client lists must be the one we verified."""
+async def _object_checksum(ctx: Context, bucket: str, key: str, upload_id: str,
+                           algorithm: str, kind: str,
+                           listed: list[tuple[CompletedPart, dict[str, str]]]) -> dict[str, str]:
+    """The checksum to store for the whole object, when the upload asked for one and every
+    listed part has its checksum: S3's checksum-of-checksums (COMPOSITE, `<b64>-N`) or the
+    CRC of the whole object combined from the parts' CRCs (FULL_OBJECT). A part checksum the
+    client lists must be the one we verified; a full-object value it sends must match."""
     stored = await _all_parts(ctx, bucket, key, upload_id)
-    values = []
+    values: list[tuple[str, int]] = []
     for part, sums in listed:
         info = stored.get(part.part_number)
         have = info.checksums.get(algorithm) if info else None
@@ -117,19 +146,26 @@ async def _composite(ctx: Context, bucket: str, key: str, upload_id: str, algori
         if given and have and given != have:
             raise S3Error("InvalidPart", f"The {algorithm} checksum of part "
                                          f"{part.part_number} does not match.")
-        values.append(have)
-    if not algorithm or not all(values):
+        values.append((have or "", info.size if info else 0))
+    if not algorithm or not all(v for v, _ in values):
         return {}
-    return {algorithm: composite_checksum(algorithm, values)}  # type: ignore[arg-type]
+    if kind == FULL_OBJECT:
+        whole = full_object_crc(algorithm, values)
+        expected = ctx.req.h.get(header_name(algorithm))
+        if expected is not None and expected.strip() != whole:
+            raise S3Error("BadDigest", f"The {algorithm} you specified did not match the "
+                                       "calculated checksum.")
+        return {algorithm: whole}
+    return {algorithm: composite_checksum(algorithm, [v for v, _ in values])}
 
 
 async def complete_multipart_upload(ctx: Context) -> Response:
     bucket, key = object_of(ctx)
     upload_id = ctx.req.args["uploadId"]
     upload = await ctx.layer.get_upload(bucket, key, upload_id)
-    listed = _listed_parts(await read_small_body(ctx, MAX_COMPLETE_BODY))
-    algorithm = next(iter(upload.metadata.checksums), "")
-    checksums = await _composite(ctx, bucket, key, upload_id, algorithm, listed)
+    listed = _listed_parts(await read_small_body(ctx, MAX_COMPLETE_BODY, body_checksums=False))
+    algorithm, kind = next(iter(upload.metadata.checksums.items()), ("", COMPOSITE))
+    checksums = await _object_checksum(ctx, bucket, key, upload_id, algorithm, kind, listed)
     info = await ctx.layer.complete_multipart_upload(
         bucket, key, upload_id, [part for part, _ in listed], sse_c=customer_key(ctx.req.h),
         checksums=checksums)
@@ -141,12 +177,40 @@ async def complete_multipart_upload(ctx: Context) -> Response:
     root.add("ETag", f'"{info.etag}"')
     for name, value in checksums.items():
         root.add(f"Checksum{name}", value)
+        root.add("ChecksumType", kind)
     return xml_response(root, headers=encryption_headers(info.encryption))
+
+
+class _RecentAborts:
+    """Uploads this gateway aborted lately. S3 lets an abort be repeated for a short while,
+    so a client retrying an abort whose answer it lost sees success, not NoSuchUpload."""
+
+    def __init__(self, size: int = 10_000, ttl: float = 3600.0):
+        self._seen: OrderedDict[tuple[str, str, str], float] = OrderedDict()
+        self._size, self._ttl = size, ttl
+
+    def add(self, entry: tuple[str, str, str]) -> None:
+        self._seen[entry] = time.monotonic()
+        while len(self._seen) > self._size:
+            self._seen.popitem(last=False)
+
+    def __contains__(self, entry: tuple[str, str, str]) -> bool:
+        when = self._seen.get(entry)
+        return when is not None and time.monotonic() - when < self._ttl
+
+
+_RECENT_ABORTS = _RecentAborts()
 
 
 async def abort_multipart_upload(ctx: Context) -> Response:
     bucket, key = object_of(ctx)
-    await ctx.layer.abort_multipart_upload(bucket, key, ctx.req.args["uploadId"])
+    entry = (bucket, key, ctx.req.args["uploadId"])
+    try:
+        await ctx.layer.abort_multipart_upload(*entry)
+    except UploadNotFound:
+        if entry not in _RECENT_ABORTS:
+            raise
+    _RECENT_ABORTS.add(entry)
     return Response(204)
 
 
@@ -172,9 +236,10 @@ async def list_parts(ctx: Context) -> Response:
     root.add("NextPartNumberMarker", parts[-1].part_number if parts else marker)
     root.add("MaxParts", max_parts)
     root.add("IsTruncated", truncated)
-    algorithm = next(iter(upload.metadata.checksums), "")
+    algorithm, kind = next(iter(upload.metadata.checksums.items()), ("", COMPOSITE))
     if algorithm:
         root.add("ChecksumAlgorithm", algorithm)
+        root.add("ChecksumType", kind)
     for part in parts:
         item = root.add("Part")
         item.add("PartNumber", part.part_number)

@@ -14,7 +14,7 @@ from ..names import check_key
 from ..request import Context, Response
 from ..sse import customer_key, encryption_headers, sse_for_write
 from ..xml import Element, parse_xml
-from .common import bucket_of, int_arg, object_of, xml_response
+from .common import bucket_of, check_write_headers, int_arg, object_of, xml_response
 
 __all__ = ["delete_object", "delete_objects", "get_object", "head_object", "put_object"]
 
@@ -32,6 +32,7 @@ RESPONSE_OVERRIDES = {
 
 async def put_object(ctx: Context) -> Response:
     bucket, key = object_of(ctx)
+    check_write_headers(ctx)
     h = ctx.req.h
     sse = sse_for_write(h)
     md5 = parse_content_md5(h["content-md5"]) if "content-md5" in h else None
