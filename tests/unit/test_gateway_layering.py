@@ -1,5 +1,6 @@
 """Imports go one way: gateway.s3 -> gateway.objects -> placement/erasure/crypto ->
-storage_client (node pool, heal queue); `node` never imports `gateway`."""
+storage_client (node pool, heal queue); `node` never imports `gateway`. The object-layer
+contract (gateway/objects/api.py and errors.py) is shared by every layer."""
 
 from __future__ import annotations
 
@@ -21,7 +22,12 @@ RANKS = [
 ]
 
 
+CONTRACT = ("gateway.objects.api", "gateway.objects.errors")
+
+
 def rank(module: str) -> int | None:
+    if module.startswith(CONTRACT):
+        return None
     for prefix, value in RANKS:
         if module == prefix or module.startswith(prefix + "."):
             return value
