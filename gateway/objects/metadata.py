@@ -132,6 +132,7 @@ class ObjectMeta:
     multipart: bool = False
     encryption: Mapping[str, Any] | None = None
     inline_hashes: tuple[bytes, ...] = ()  # shard i's hash, for an object stored inline
+    inline_stored_size: int | None = None  # stored bytes of an inline object, when != size
     delete_marker: bool = False
 
     @property
@@ -140,7 +141,9 @@ class ObjectMeta:
 
     @property
     def stored_size(self) -> int:
-        return sum(p.stored_size for p in self.parts) if self.parts else self.size
+        if self.parts:
+            return sum(p.stored_size for p in self.parts)
+        return self.size if self.inline_stored_size is None else self.inline_stored_size
 
     def to_bytes(self) -> bytes:
         doc: dict[str, Any] = {"v": FORMAT_VERSION, "size": self.size, "etag": self.etag,
@@ -156,6 +159,8 @@ class ObjectMeta:
             doc["enc"] = dict(self.encryption)
         if self.inline_hashes:
             doc["ih"] = [h.hex() for h in self.inline_hashes]
+        if self.inline_stored_size is not None:
+            doc["iss"] = self.inline_stored_size
         return _dumps(doc)
 
     @classmethod
@@ -169,6 +174,7 @@ class ObjectMeta:
                 parts=tuple(PartRecord.from_doc(p) for p in doc.get("parts", [])),
                 multipart=bool(doc.get("mp", False)), encryption=doc.get("enc"),
                 inline_hashes=tuple(bytes.fromhex(h) for h in doc.get("ih", [])),
+                inline_stored_size=doc.get("iss"),
                 delete_marker=bool(doc.get("dm", False)),
             )
         except (KeyError, TypeError, ValueError) as exc:

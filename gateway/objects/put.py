@@ -92,7 +92,11 @@ async def _explain(ctx: LayerContext, bucket: str, failure: Exception) -> None:
 def _layout(ctx: LayerContext, target: ShardTarget, result: WriteResult) -> dict[str, object]:
     if result.inline is not None:
         algorithm = target.geometry.hash_algorithm
-        return {"inline_hashes": tuple(block_hash(algorithm, s) for s in result.inline)}
+        layout: dict[str, object] = {
+            "inline_hashes": tuple(block_hash(algorithm, s) for s in result.inline)}
+        if result.stored_size != result.plain_size:
+            layout["inline_stored_size"] = result.stored_size
+        return layout
     part = PartRecord(1, result.plain_size, result.stored_size,
                       result.md5.hex() if result.md5 else "", target.data_id)
     return {"parts": (part,)}

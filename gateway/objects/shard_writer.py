@@ -39,9 +39,11 @@ __all__ = [
 
 
 class BlockSealer(Protocol):
-    """Turns each plaintext block into the block that is stored (encryption plugs in here).
+    """Turns each plaintext block into stored bytes (encryption plugs in here).
 
-    `seal` runs in a worker thread, once per block in order; `final` marks the last block.
+    `seal` runs in a worker thread, once per block in order; `final` marks the last block. It
+    may return more or fewer bytes than it was given (package overhead, bytes held back until
+    the next call); the writer re-cuts its output into erasure blocks of `block_size`.
     """
 
     plain_block_size: int
@@ -236,11 +238,27 @@ class _Pipeline:
         self.skipped: list[str] = []
         self.stored_size = 0
         self._md5_done: asyncio.Future[None] | None = None
+        self._carry: list[bytes] = []  # sealed bytes not yet a whole erasure block
 
-    def _encode(self, block: bytes, index: int, final: bool) -> tuple[int, list[bytes]]:
-        """(stored length, shards) of one block; runs in a worker thread."""
-        stored = self.sealer.seal(block, index, final)
-        return len(stored), encode_block(self.target.geometry, stored)
+    def _stored_blocks(self, block: bytes, index: int, final: bool) -> list[bytes]:
+        """Seals one plaintext block; the whole erasure blocks of stored bytes now complete
+        (and, when final, the short rest). A sealer may hold bytes back (e.g. the last
+        package until it knows whether it is the final one): its output is re-cut here, so
+        every block but the last is exactly `block_size`. Runs in a worker, one at a time."""
+        sealed = self.sealer.seal(block, index, final)
+        size = self.target.geometry.block_size
+        if not self._carry and (len(sealed) == size or (final and len(sealed) < size)):
+            return [sealed] if sealed else []
+        data = b"".join([*self._carry, sealed])
+        view = memoryview(data)
+        cut = len(data) if final else len(data) - len(data) % size
+        self._carry = [bytes(view[cut:])] if cut < len(data) else []
+        return [bytes(view[o : min(o + size, cut)]) for o in range(0, cut, size)]
+
+    def _encode(self, block: bytes, index: int, final: bool) -> list[tuple[int, list[bytes]]]:
+        """(stored length, shards) of each erasure block `block` completes."""
+        return [(len(b), encode_block(self.target.geometry, b))
+                for b in self._stored_blocks(block, index, final)]
 
     def _messages(self, shards: list[bytes]) -> list[pb.WriteShardMessage]:
         algorithm = self.target.geometry.hash_algorithm
@@ -248,9 +266,8 @@ class _Pipeline:
                 for s in shards]
 
     def _encode_messages(self, block: bytes, index: int,
-                         final: bool) -> tuple[int, list[pb.WriteShardMessage]]:
-        stored, shards = self._encode(block, index, final)
-        return stored, self._messages(shards)
+                         final: bool) -> list[tuple[int, list[pb.WriteShardMessage]]]:
+        return [(n, self._messages(shards)) for n, shards in self._encode(block, index, final)]
 
     async def _hash(self, block: bytes) -> None:
         """MD5 runs beside the encode; updates stay in block order."""
@@ -291,16 +308,19 @@ class _Pipeline:
         self._check_quorum()
 
     async def single_block(self, block: bytes, allow_inline: bool) -> WriteResult:
-        """A stream of one block: kept for an inline commit when its shards are small."""
+        """A body of at most one block: kept for an inline commit when its shards are small."""
         geometry = self.target.geometry
         await self._hash(block)
-        self.stored_size, shards = await self.ctx.run(self._encode, block, 0, True)
+        encoded = await self.ctx.run(self._encode, block, 0, True)
+        self.stored_size = sum(n for n, _ in encoded)
         md5 = await self._md5_digest()
         shard_size = geometry.shard_size(self.stored_size)
-        if allow_inline and shard_size <= self.ctx.inline_limit:
+        if allow_inline and len(encoded) <= 1 and shard_size <= self.ctx.inline_limit:
+            shards = encoded[0][1] if encoded else encode_block(geometry, b"")
             return WriteResult(len(block), self.stored_size, md5, shard_size, inline=shards)
         self.open_writers()
-        await self._send(self._messages(shards))
+        for _, shards in encoded:
+            await self._send(self._messages(shards))
         return WriteResult(len(block), self.stored_size, md5, shard_size)
 
     async def stream_blocks(self, first: bytes, second: bytes, body: _BodyBlocks) -> None:
@@ -312,10 +332,10 @@ class _Pipeline:
             if following is not None:
                 body.prefetch()
             await self._hash(current)
-            length, messages = await self.ctx.run(self._encode_messages, current, index,
-                                                  following is None)
-            self.stored_size += length
-            await self._send(messages)
+            for length, messages in await self.ctx.run(self._encode_messages, current, index,
+                                                       following is None):
+                self.stored_size += length
+                await self._send(messages)
             index += 1
             current, following = following, (await body.next() if following else None)
 
