@@ -2,7 +2,7 @@
 
 `build_object_layer` is the single seam where a backend is chosen: `--memory` gives the
 in-process `MemoryObjectLayer` (development and tests only); otherwise the erasure-coded layer
-over the storage nodes named by `--topology` (built by the erasure branch).
+over the storage nodes named by `--topology` (gateway/objects/erasure_layer.py).
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ def build_object_layer(config: GatewayConfig) -> ObjectLayer:
         from gateway.objects.memory import MemoryObjectLayer
 
         return MemoryObjectLayer()
-    try:
-        from gateway.objects.erasure import ErasureObjectLayer  # type: ignore[import-not-found]
-    except ImportError as exc:
-        raise ConfigError("this build has no erasure-coded object layer yet; "
-                          "run with --memory for a development gateway") from exc
-    return ErasureObjectLayer.from_config(config)
+    from gateway.objects.erasure_layer import build_erasure_layer
+
+    if config.topology is None:
+        raise ConfigError("--topology is required (or --memory for a development gateway)")
+    return build_erasure_layer(config.topology, node_cert=config.node_cert,
+                               node_key=config.node_key, node_ca=config.node_ca,
+                               parity=config.parity)
 
 
 def build_app(config: GatewayConfig, layer: ObjectLayer | None = None) -> S3Application:

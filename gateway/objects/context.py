@@ -1,0 +1,66 @@
+"""What every part of the erasure-coded object layer shares: the node pool, placement, heal
+queue, the CPU worker pool, and the tunables of the data path."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from gateway.erasure import BLOCK_SIZE, HASH_XXH3_128, Geometry
+from gateway.heal_queue import HealItem, HealQueue
+from gateway.node_pool import NodePool
+from gateway.placement import ErasureSet, Placement
+from gateway.storage_client import Timeouts
+from proto import storage_pb2 as pb
+
+__all__ = ["INLINE_LIMIT", "META_VERSIONS", "LayerContext", "geometry_message"]
+
+T = TypeVar("T")
+
+INLINE_LIMIT = 128 * 1024  # a shard this small goes inside the metadata (MinIO's default)
+META_VERSIONS = 4  # newest versions each node reports, so a stray newer one hides nothing
+
+_HASH_ENUM = {HASH_XXH3_128: pb.XXH3_128, "sha256": pb.SHA256}
+
+
+def geometry_message(geometry: Geometry) -> pb.Geometry:
+    return pb.Geometry(data_shards=geometry.data_shards, parity_shards=geometry.parity_shards,
+                       block_size=geometry.block_size,
+                       shard_block_size=geometry.shard_block_size,
+                       hash=_HASH_ENUM[geometry.hash_algorithm])
+
+
+@dataclass
+class LayerContext:
+    """Shared state of one ErasureObjectLayer."""
+
+    pool: NodePool
+    placement: Placement
+    heal: HealQueue
+    executor: ThreadPoolExecutor
+    block_size: int = BLOCK_SIZE
+    hash_algorithm: str = HASH_XXH3_128
+    inline_limit: int = INLINE_LIMIT
+    queue_depth: int = 4  # shard blocks buffered per node on a write (back-pressure)
+    read_ahead: int = 4  # shard blocks buffered per node on a read
+    _background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @property
+    def timeouts(self) -> Timeouts:
+        return self.pool.timeouts
+
+    def geometry_for(self, eset: ErasureSet) -> Geometry:
+        return Geometry(eset.data_shards, eset.parity_shards, self.block_size,
+                        self.hash_algorithm)
+
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        """CPU work (zfec, hashes) in the worker pool, keeping the event loop free."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def record_heal(self, bucket: str, key: str, version_id: str, reason: str,
+                    nodes: tuple[str, ...] | list[str]) -> None:
+        if nodes:
+            self.heal.record(HealItem(bucket, key, version_id, reason, tuple(nodes)))

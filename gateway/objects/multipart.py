@@ -1,0 +1,284 @@
+"""Multipart uploads, staged on the key's set: create, parts, listings, complete, abort.
+
+Each part attempt is erasure-coded under a fresh data id and then moved into the upload with
+PutPart on the nodes that stored it; a re-upload replaces the earlier attempt. Listings take,
+per part number, the attempt a read quorum of nodes agree on. Complete checks order, ETags
+and sizes, then commits one version naming the chosen attempts (CommitObject with the upload
+id), with the same write quorum and rollback as a single PUT.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+import grpc
+
+from gateway.objects import errors as oe
+from gateway.objects.api import (
+    MAX_PART_NUMBER,
+    MAX_PART_SIZE,
+    MIN_PART_SIZE,
+    BodyStream,
+    CompletedPart,
+    ObjectInfo,
+    PartInfo,
+    PutMetadata,
+    UploadInfo,
+)
+from gateway.objects.commit import CommitPlan, commit_version
+from gateway.objects.context import LayerContext, geometry_message
+from gateway.objects.metadata import ObjectMeta, PartMeta, PartRecord, UploadMeta
+from gateway.objects.put import erasure_record
+from gateway.objects.quorum import fan_out, reduce_errors
+from gateway.objects.shard_writer import BlockSealer, ShardTarget, abort_write, write_stream
+from gateway.objects.version_ids import new_version_id
+from gateway.placement import ErasureSet
+from proto import storage_pb2 as pb
+
+__all__ = [
+    "StoredUpload",
+    "abort_upload",
+    "complete_upload",
+    "create_upload",
+    "get_upload",
+    "list_parts",
+    "list_uploads",
+    "multipart_etag",
+    "upload_part",
+]
+
+
+def multipart_etag(md5s: list[bytes]) -> str:
+    """S3's multipart ETag: MD5 of the concatenated binary part MD5s, then "-<count>"."""
+    return f"{hashlib.md5(b''.join(md5s)).hexdigest()}-{len(md5s)}"
+
+
+async def _set_call(ctx: LayerContext, eset: ErasureSet, method: str, request: object, *,
+                    quorum: int, write: bool, what: str) -> dict[str, object]:
+    timeout = ctx.timeouts.unary
+    nodes = ctx.pool.usable(eset.nodes, quorum)
+    out = await fan_out(nodes, lambda n: ctx.pool.client(n).unary(method, request,
+                                                                   deadline=timeout),
+                        quorum=quorum, timeout=timeout + 1)
+    out.require(write=write, what=what)
+    return out.values()  # type: ignore[return-value]
+
+
+async def create_upload(ctx: LayerContext, bucket: str, key: str, metadata: PutMetadata,
+                        encryption: Mapping[str, object] | None = None) -> UploadInfo:
+    eset = ctx.placement.locate(bucket, key)
+    upload_id = new_version_id()  # time-ordered, unique
+    meta = UploadMeta(time.time_ns(), metadata, encryption)
+    request = pb.CreateUploadRequest(bucket=bucket, key=key, upload_id=upload_id,
+                                     meta=meta.to_bytes())
+    try:
+        await _set_call(ctx, eset, "CreateUpload", request, quorum=eset.write_quorum,
+                        write=True, what=f"create upload {bucket}/{key}")
+    except oe.QuorumError:
+        await _abort_on(ctx, eset, upload_id)
+        raise
+    return meta.upload_info(bucket, key, upload_id)
+
+
+@dataclass(frozen=True)
+class StoredUpload:
+    """An upload as stored: what S3 reports, and the metadata (with crypto's record)."""
+
+    info: UploadInfo
+    meta: UploadMeta
+
+
+async def get_upload(ctx: LayerContext, bucket: str, key: str, upload_id: str) -> StoredUpload:
+    """The upload as a read quorum stores it; UploadNotFound if it is not this key's."""
+    eset = ctx.placement.locate(bucket, key)
+    replies = await _set_call(ctx, eset, "GetUpload", pb.GetUploadRequest(upload_id=upload_id),
+                              quorum=eset.read_quorum, write=False,
+                              what=f"upload {upload_id}")
+    infos = [r for r in replies.values() if isinstance(r, pb.UploadInfo)]
+    info = Counter((i.bucket, i.key, i.meta) for i in infos).most_common(1)[0][0]
+    if info[:2] != (bucket, key):
+        raise oe.UploadNotFound(f"upload {upload_id} is not an upload of {bucket}/{key}")
+    meta = UploadMeta.from_bytes(info[2])
+    return StoredUpload(meta.upload_info(bucket, key, upload_id), meta)
+
+
+async def upload_part(ctx: LayerContext, upload: UploadInfo, part_number: int,
+                      body: BodyStream, *, size: int | None, expected_md5: bytes | None,
+                      checksums: Mapping[str, str] | None,
+                      sealer: BlockSealer | None = None,
+                      encryption: Mapping[str, object] | None = None) -> PartInfo:
+    if not 1 <= part_number <= MAX_PART_NUMBER:
+        raise oe.InvalidInput(f"part number {part_number} outside 1..{MAX_PART_NUMBER}")
+    if size is not None and size > MAX_PART_SIZE:
+        raise oe.EntityTooLarge(f"{size} bytes exceed the part limit of {MAX_PART_SIZE}")
+    eset = ctx.placement.locate(upload.bucket, upload.key)
+    target = ShardTarget(upload.bucket, upload.key, eset, ctx.geometry_for(eset),
+                         data_id=str(uuid.uuid4()), part_number=part_number,
+                         upload_id=upload.upload_id)
+    result = await write_stream(ctx, target, body, sealer=sealer, declared_size=size,
+                                max_size=MAX_PART_SIZE, allow_inline=False)
+    if expected_md5 is not None and result.md5 != expected_md5:
+        await abort_write(ctx, eset.nodes, target.data_id)
+        raise oe.BadDigest("the Content-MD5 you specified did not match what we received")
+    meta = PartMeta(result.plain_size, result.stored_size, (result.md5 or b"").hex(),
+                    time.time_ns(), dict(checksums or {}), encryption)
+    blob = meta.to_bytes()
+    timeout = ctx.timeouts.unary
+    by_node = {node: index for index, node in result.written.items()}
+    out = await fan_out(
+        list(by_node),
+        lambda n: ctx.pool.client(n).unary("PutPart", pb.PutPartRequest(
+            upload_id=upload.upload_id, part_number=part_number, data_id=target.data_id,
+            shard_index=by_node[n], geometry=_geometry(ctx, eset), meta=blob,
+            shard_size=result.shard_size), deadline=timeout),
+        quorum=eset.write_quorum, timeout=timeout + 1)
+    if not out.ok:
+        await abort_write(ctx, [r.node for r in out.failures], target.data_id)
+        reduce_errors([*result.failures, *out.results], eset.write_quorum, write=True,
+                      what=f"upload part {part_number} of {upload.upload_id}")
+    return meta.part_info(part_number)
+
+
+def _geometry(ctx: LayerContext, eset: ErasureSet) -> pb.Geometry:
+    return geometry_message(ctx.geometry_for(eset))
+
+
+@dataclass(frozen=True)
+class _AgreedPart:
+    number: int
+    data_id: str
+    shard_size: int
+    meta: PartMeta
+
+
+async def _agreed_parts(ctx: LayerContext, eset: ErasureSet,
+                        upload_id: str) -> dict[int, _AgreedPart]:
+    """Per part number, the attempt a read quorum holds (the newest if several do)."""
+    replies = await _set_call(ctx, eset, "ListParts", pb.ListPartsRequest(upload_id=upload_id),
+                              quorum=eset.read_quorum, write=False,
+                              what=f"list parts of {upload_id}")
+    votes: dict[int, Counter[str]] = defaultdict(Counter)
+    seen: dict[tuple[int, str], pb.PartInfo] = {}
+    for reply in replies.values():
+        for p in reply.parts:  # type: ignore[attr-defined]
+            votes[p.part_number][p.data_id] += 1
+            seen[(p.part_number, p.data_id)] = p
+    agreed = {}
+    for number, counts in votes.items():
+        held = [seen[(number, d)] for d, c in counts.items() if c >= eset.read_quorum]
+        if held:
+            p = max(held, key=lambda i: (PartMeta.from_bytes(i.meta).mod_time_ns, i.data_id))
+            agreed[number] = _AgreedPart(number, p.data_id, p.shard_size,
+                                         PartMeta.from_bytes(p.meta))
+    return agreed
+
+
+async def list_parts(ctx: LayerContext, upload: UploadInfo, *, part_number_marker: int,
+                     limit: int) -> tuple[list[PartInfo], bool]:
+    eset = ctx.placement.locate(upload.bucket, upload.key)
+    agreed = await _agreed_parts(ctx, eset, upload.upload_id)
+    numbers = sorted(n for n in agreed if n > part_number_marker)
+    page = numbers[: max(limit, 0)]
+    return [agreed[n].meta.part_info(n) for n in page], len(numbers) > len(page)
+
+
+def _check_completion(parts: list[CompletedPart], agreed: dict[int, _AgreedPart]) -> None:
+    if not parts:
+        raise oe.InvalidPart("CompleteMultipartUpload needs at least one part")
+    numbers = [p.part_number for p in parts]
+    if any(b <= a for a, b in itertools.pairwise(numbers)):
+        raise oe.InvalidPartOrder("parts must be listed in ascending order")
+    for i, part in enumerate(parts):
+        have = agreed.get(part.part_number)
+        if have is None or have.meta.etag != part.etag.strip('"').lower():
+            raise oe.InvalidPart(f"part {part.part_number} was not uploaded or has another ETag")
+        if i < len(parts) - 1 and have.meta.size < MIN_PART_SIZE:
+            raise oe.EntityTooSmall(
+                f"part {part.part_number} is {have.meta.size} bytes, under {MIN_PART_SIZE}")
+
+
+async def complete_upload(ctx: LayerContext, stored: StoredUpload, parts: list[CompletedPart],
+                          *, checksums: Mapping[str, str] | None = None) -> ObjectInfo:
+    upload = stored.info
+    bucket, key = upload.bucket, upload.key
+    eset = ctx.placement.locate(bucket, key)
+    agreed = await _agreed_parts(ctx, eset, upload.upload_id)
+    _check_completion(parts, agreed)
+    chosen = [agreed[p.part_number] for p in parts]
+    records = tuple(PartRecord(a.number, a.meta.size, a.meta.stored_size, a.meta.etag,
+                               a.data_id, a.meta.encryption) for a in chosen)
+    version_id = new_version_id()
+    meta = ObjectMeta(
+        size=sum(a.meta.size for a in chosen),
+        etag=multipart_etag([bytes.fromhex(a.meta.etag) for a in chosen]),
+        mod_time_ns=time.time_ns(), erasure=erasure_record(ctx, eset),
+        metadata=replace(upload.metadata, checksums=dict(checksums or {})), parts=records,
+        multipart=True, encryption=stored.meta.encryption)
+    refs = tuple(pb.PartRef(part_number=a.number, data_id=a.data_id, shard_size=a.shard_size)
+                 for a in chosen)
+    nodes = set(ctx.pool.usable(eset.nodes, eset.write_quorum))
+    shards = {i: n for i, n in enumerate(eset.nodes) if n in nodes}
+    await commit_version(ctx, CommitPlan(bucket, key, version_id, meta, eset, shards,
+                                         parts=refs, upload_id=upload.upload_id))
+    return meta.object_info(bucket, key, version_id)
+
+
+async def _abort_on(ctx: LayerContext, eset: ErasureSet, upload_id: str) -> None:
+    timeout = ctx.timeouts.unary
+    request = pb.AbortUploadRequest(upload_id=upload_id)
+    await fan_out(list(eset.nodes), lambda n: ctx.pool.client(n).unary(
+        "AbortUpload", request, deadline=timeout), quorum=0, timeout=timeout + 1)
+
+
+async def abort_upload(ctx: LayerContext, upload: UploadInfo) -> None:
+    eset = ctx.placement.locate(upload.bucket, upload.key)
+    request = pb.AbortUploadRequest(upload_id=upload.upload_id)
+    timeout = ctx.timeouts.unary
+    nodes = ctx.pool.usable(eset.nodes, eset.write_quorum)
+    out = await fan_out(nodes, lambda n: ctx.pool.client(n).unary("AbortUpload", request,
+                                                                    deadline=timeout),
+                        quorum=eset.write_quorum, timeout=timeout + 1)
+    gone = [r for r in out.failures if r.error is not None and
+            r.error.code == grpc.StatusCode.NOT_FOUND]
+    if len(out.successes) + len(gone) < eset.write_quorum:
+        out.require(write=True, what=f"abort upload {upload.upload_id}")
+
+
+async def list_uploads(ctx: LayerContext, bucket: str, *, prefix: str, key_marker: str,
+                       upload_id_marker: str, limit: int) -> tuple[list[UploadInfo], bool]:
+    """In-progress uploads of every set, by key then upload id; an upload is listed when a
+    majority of its set's answering nodes hold it."""
+    placement = ctx.placement
+    request = pb.ListUploadsRequest(bucket=bucket, prefix=prefix, key_marker=key_marker,
+                                    upload_id_marker=upload_id_marker, limit=0)
+    found: list[UploadInfo] = []
+    for index in range(placement.set_count):
+        eset = ErasureSet(index, placement.set_members(index), placement.data_shards,
+                          placement.parity_shards)
+        replies = await _set_call(ctx, eset, "ListUploads", request, quorum=eset.read_quorum,
+                                  write=False, what=f"list uploads of {bucket}")
+        votes: dict[tuple[str, str], Counter[bytes]] = defaultdict(Counter)
+        for reply in replies.values():
+            for u in reply.uploads:  # type: ignore[attr-defined]
+                votes[(u.key, u.upload_id)][u.meta] += 1
+        chosen = [UploadMeta.from_bytes(blobs.most_common(1)[0][0]).upload_info(bucket, *name)
+                  for name, blobs in votes.items() if blobs.total() * 2 > len(replies)]
+        found.extend(chosen)
+    found = [u for u in found if _after_marker(u, key_marker, upload_id_marker)]
+    found.sort(key=lambda u: (u.key, u.upload_id))
+    return found[: max(limit, 0)], len(found) > max(limit, 0)
+
+
+def _after_marker(upload: UploadInfo, key_marker: str, upload_id_marker: str) -> bool:
+    """S3's marker rule: after the marker key, or the marker key's later uploads (upload ids
+    are time-ordered, so their order is initiation order)."""
+    if not key_marker or upload.key > key_marker:
+        return True
+    return upload.key == key_marker and bool(upload_id_marker) and \
+        upload.upload_id > upload_id_marker

@@ -1,0 +1,154 @@
+"""Which version of a key is the current one: the highest version id that a read quorum of the
+set's nodes hold (each node reports its newest few versions), decided as soon as the nodes
+still silent could no longer change the answer."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from gateway.objects import errors as oe
+from gateway.objects.context import META_VERSIONS, LayerContext
+from gateway.objects.metadata import ObjectMeta
+from gateway.objects.quorum import NodeResult, fan_out, reduce_errors
+from gateway.placement import ErasureSet
+from proto import storage_pb2 as pb
+
+__all__ = [
+    "UNDECIDED",
+    "ChosenVersion",
+    "Undecided",
+    "choose_version",
+    "read_version",
+    "resolve_version",
+]
+
+
+class Undecided:
+    """Nodes that have not answered yet could still change the choice."""
+
+
+UNDECIDED = Undecided()
+
+
+def _quorum_of(record: pb.ObjectVersion, default: int) -> int:
+    return record.geometry.data_shards or default
+
+
+def choose_version(
+    answers: Mapping[str, Sequence[pb.ObjectVersion]], *, read_quorum: int, pending: int = 0
+) -> str | Undecided | None:
+    """The highest version id held by at least its read quorum (k) of the answering nodes.
+
+    `answers` maps each node that answered to the versions it holds (empty when none);
+    `pending` nodes have not answered. None means no version can reach quorum.
+    """
+    counts: Counter[str] = Counter()
+    quorum: dict[str, int] = {}
+    for versions in answers.values():
+        for record in {v.version_id: v for v in versions}.values():
+            counts[record.version_id] += 1
+            quorum[record.version_id] = _quorum_of(record, read_quorum)
+    best = max((v for v, c in counts.items() if c >= quorum[v]), default=None)
+    # a higher version might still reach quorum with the nodes not heard from yet
+    for version_id, count in counts.items():
+        if (best is None or version_id > best) and count + pending >= quorum[version_id]:
+            return UNDECIDED
+    if best is None and pending >= read_quorum:
+        return UNDECIDED
+    return best
+
+
+@dataclass(frozen=True)
+class ChosenVersion:
+    """The version a quorum agreed on, which nodes hold it (and their shard indexes), and
+    which answering nodes lack it (to heal)."""
+
+    version_id: str
+    meta: ObjectMeta
+    holders: Mapping[str, pb.ObjectVersion]  # node -> that node's record of the version
+    stale: tuple[str, ...]
+
+    @property
+    def delete_marker(self) -> bool:
+        return self.meta.delete_marker or any(r.delete_marker for r in self.holders.values())
+
+    def shard_holders(self) -> dict[int, str]:
+        """Shard index -> node, as the nodes themselves report it."""
+        return {r.shard_index: node for node, r in self.holders.items()}
+
+
+def resolve_version(
+    answers: Mapping[str, Sequence[pb.ObjectVersion]], version_id: str
+) -> ChosenVersion:
+    """The ChosenVersion for `version_id` (metadata: the blob most holders agree on)."""
+    holders = {node: v for node, versions in answers.items() for v in versions
+               if v.version_id == version_id}
+    blob = Counter(r.meta for r in holders.values()).most_common(1)[0][0]
+    stale = tuple(node for node in answers if node not in holders)
+    return ChosenVersion(version_id, ObjectMeta.from_bytes(blob), holders, stale)
+
+
+_ABSENT = {"NoSuchKey", "NoSuchVersion"}
+HOLDER_GRACE = 0.05  # seconds a decided read still waits for data-shard holders
+
+
+def _answers(results: dict[str, NodeResult[pb.ReadMetaReply]]) -> dict[str, list[pb.ObjectVersion]]:
+    """Versions per node that answered; a node without the key answered "none"."""
+    out: dict[str, list[pb.ObjectVersion]] = {}
+    for node, r in results.items():
+        if r.ok and r.value is not None:
+            out[node] = list(r.value.versions)
+        elif r.error is not None and r.error.code == grpc.StatusCode.NOT_FOUND \
+                and r.error.reason in _ABSENT:
+            out[node] = []
+    return out
+
+
+async def read_version(ctx: LayerContext, bucket: str, key: str, eset: ErasureSet, *,
+                       version_id: str = "", include_inline: bool = True) -> ChosenVersion:
+    """The current version of `bucket/key` (or the named one) as a read quorum agrees.
+
+    Raises ObjectNotFound / VersionNotFound when enough nodes answered and no version has
+    quorum, BucketNotFound when a quorum says so, InsufficientReadQuorum when too few answered.
+    """
+    request = pb.ReadMetaRequest(bucket=bucket, key=key, version_id=version_id,
+                                 max_versions=META_VERSIONS, include_inline=include_inline)
+    timeout = ctx.timeouts.unary
+    nodes = ctx.pool.usable(eset.nodes, eset.read_quorum)
+    started = time.monotonic()
+
+    def decided(results: dict[str, NodeResult[pb.ReadMetaReply]]) -> bool:
+        answers = _answers(results)
+        choice = choose_version(answers, read_quorum=eset.read_quorum,
+                                pending=len(nodes) - len(results))
+        if isinstance(choice, str):
+            # stop once a quorum agrees; wait a moment for missing data-shard holders, so a
+            # healthy read stays a join rather than a decode
+            held = {v.shard_index for vs in answers.values() for v in vs
+                    if v.version_id == choice}
+            k = next(v.geometry.data_shards for vs in answers.values() for v in vs
+                     if v.version_id == choice) or eset.read_quorum
+            return held.issuperset(range(k)) or time.monotonic() - started > HOLDER_GRACE
+        # "absent" needs as many answers as "present" does; errors wait for everyone
+        return choice is None and len(answers) >= eset.read_quorum
+
+    out = await fan_out(nodes, lambda n: ctx.pool.client(n).unary("ReadMeta", request,
+                                                                    deadline=timeout),
+                        quorum=eset.read_quorum, timeout=timeout + 1, done=decided,
+                        detach=True)
+    answers = _answers({r.node: r for r in out.results})
+    chosen = choose_version(answers, read_quorum=eset.read_quorum)
+    if isinstance(chosen, str):
+        return resolve_version(answers, chosen)
+    what = f"read {bucket}/{key}"
+    if len(answers) < eset.read_quorum:
+        reduce_errors(out.results, eset.read_quorum, write=False, what=what)
+        raise oe.InsufficientReadQuorum(f"{what}: {len(answers)} of {len(nodes)} answered")
+    if version_id:
+        raise oe.VersionNotFound(f"{bucket}/{key} has no version {version_id}")
+    raise oe.ObjectNotFound(f"{bucket}/{key} does not exist")
