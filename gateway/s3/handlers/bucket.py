@@ -112,10 +112,11 @@ async def bucket_encryption(ctx: Context) -> Response:
         await ctx.layer.put_bucket_config(bucket, BUCKET_ENCRYPTION_CONFIG, None)
         ctx.sse.defaults.forget(bucket)
         return Response(204)
-    config = parse_bucket_encryption(await read_small_body(ctx, MAX_CONFIG_BODY))
+    body = await read_small_body(ctx, MAX_CONFIG_BODY)
     kms = ctx.sse.kms
-    if kms is None:
+    if kms is None:  # MinIO: 501 before looking at the rule
         raise KMSNotConfigured("Server side encryption specified but KMS is not configured")
+    config = parse_bucket_encryption(body)
     if config.kms_key_id is not None and not await kms.key_exists(config.kms_key_id):
         raise KMSKeyNotFound(f"The KMS key {config.kms_key_id!r} does not exist.")
     await ctx.layer.put_bucket_config(bucket, BUCKET_ENCRYPTION_CONFIG,
