@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from gateway.config import ConfigError, GatewayConfig
+from gateway.config import ConfigError, GatewayConfig, KMSSettings
 from gateway.crypto.cache import CachingKMS
 from gateway.crypto.envelope import ObjectEncryption
 from gateway.kes_kms import KESKMS
@@ -21,24 +21,24 @@ from gateway.objects.errors import EncryptionError, KMSUnavailable
 from gateway.s3.server import S3Application
 from kes.client import KESClient
 
-__all__ = ["Gateway", "build_app", "build_encryption", "build_gateway", "build_object_layer"]
+__all__ = ["Gateway", "build_app", "build_encryption", "build_gateway", "build_kms",
+           "build_object_layer"]
 
 log = logging.getLogger("tessera.gateway")
 
 
-def build_kms(config: GatewayConfig) -> KESKMS | None:
+def build_kms(settings: KMSSettings | None) -> KESKMS | None:
     """The KES pool as a KMS, or None when no KMS is configured."""
-    if config.kms is None:
+    if settings is None:
         return None
-    return KESKMS(KESClient(config.kms.kes), config.kms.default_key)
+    return KESKMS(KESClient(settings.kes), settings.default_key)
 
 
-def build_encryption(config: GatewayConfig, kms: KESKMS | None) -> ObjectEncryption:
-    """Seals and opens object keys through the data-key cache the configuration allows."""
-    if kms is None or config.kms is None:
+def build_encryption(settings: KMSSettings | None, kms: KESKMS | None) -> ObjectEncryption:
+    """Seals and opens object keys through the data-key cache the settings allow."""
+    if kms is None or settings is None:
         return ObjectEncryption(None)  # SSE-C only
-    cache = config.kms.cache
-    return ObjectEncryption(CachingKMS(kms, cache), scope=cache.scope)
+    return ObjectEncryption(CachingKMS(kms, settings.cache), scope=settings.cache.scope)
 
 
 def build_object_layer(config: GatewayConfig,
@@ -93,8 +93,8 @@ class Gateway:
 
 
 def build_gateway(config: GatewayConfig, layer: ObjectLayer | None = None) -> Gateway:
-    kms = build_kms(config)
-    encryption = build_encryption(config, kms)
+    kms = build_kms(config.kms)
+    encryption = build_encryption(config.kms, kms)
     if layer is None:
         layer = build_object_layer(config, encryption)
     cached = encryption.kms

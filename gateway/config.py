@@ -45,6 +45,7 @@ __all__ = [
     "GatewayConfig",
     "KMSSettings",
     "default_parity",
+    "kms_settings_from_env",
     "load_config",
 ]
 
@@ -170,7 +171,7 @@ def load_config(argv: Sequence[str] | None = None,
                 _path(args.node_ca, "--node-ca")]
     if any(node_tls) and not all(node_tls):
         raise ConfigError("--node-cert, --node-key and --node-ca go together")
-    kms = _kms_settings(env)
+    kms = kms_settings_from_env(env)
     try:
         auto_encryption = auto_encryption_from_env(env, kms_configured=kms is not None)
     except ValueError as exc:
@@ -197,7 +198,7 @@ def load_config(argv: Sequence[str] | None = None,
 _KMS_VARIABLES = (ENV_CERT_FILE, ENV_KEY_FILE, ENV_CAPATH, ENV_KEY_NAME, ENV_API_KEY)
 
 
-def _kms_settings(env: Mapping[str, str]) -> KMSSettings | None:
+def kms_settings_from_env(env: Mapping[str, str]) -> KMSSettings | None:
     """The KMS from MINIO_KMS_KES_* (None when no endpoint is set); ConfigError names the
     variable that is missing or wrong."""
     if not env.get(ENV_ENDPOINT, "").strip():
