@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -29,6 +30,8 @@ from gateway.storage_client import NodeCallError
 from proto import storage_pb2 as pb
 
 __all__ = ["ErasureObjectReader"]
+
+log = logging.getLogger("tessera.gateway.objects")
 
 _EOF = object()
 T = TypeVar("T")
@@ -274,9 +277,13 @@ class ErasureObjectReader:
             value = await self.ctx.run(accept, block)
             if value is not None:
                 good = await self.ctx.run(encode_block, geometry, block)
-                for index, data in shards.items():
-                    if data != good[index]:
-                        self.damage.note(self.holders[index], None)
+                forged = sorted(self.holders[i] for i, data in shards.items() if data != good[i])
+                for node in forged:
+                    self.damage.note(node, None)
+                log.warning("%s/%s: block %d of part %d failed authentication with matching "
+                            "shard hashes; rebuilt from other shards (forged by: %s)",
+                            self.info.bucket, self.info.key, block_index, part.number,
+                            ", ".join(forged) or "?")
                 self._report_damage()
                 return value
         self._report_damage()
