@@ -233,6 +233,8 @@ class Cluster:
             if spec.tls_nodes:
                 argv += ["--node-cert", str(pair.cert), "--node-key", str(pair.key),
                          "--node-ca", str(ca.cert_path)]
+            if i == 0:
+                argv.append("--scanner")  # one heal scanner per cluster is enough
             env = self._gateway_env(spec, kes_endpoints)
             records.append(ProcessRecord("gateway", name, address, argv, self._log(name),
                                          data_dir=str(state), cert=str(pair.cert),
