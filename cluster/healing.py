@@ -42,7 +42,9 @@ def run_heal(cluster: Cluster, *, buckets: list[str] | None = None, deep: bool =
              concurrency: int = 4, verbose: bool = False) -> int:
     """Runs one full heal pass and prints what it repaired; exit status 0 when nothing failed
     (keys waiting for an offline node are listed, and are not failures)."""
-    from gateway.healing import Healer, heal_pass
+    from gateway.healing import HealConfig, Healer, heal_pass
+
+    config = HealConfig.from_env()  # the same TESSERA_HEAL_* settings a gateway reads
 
     if not cluster.records:
         raise ClusterError("no cluster here (run `make cluster`)")
@@ -50,7 +52,8 @@ def run_heal(cluster: Cluster, *, buckets: list[str] | None = None, deep: bool =
     async def go():
         layer = _layer(cluster)
         try:
-            healer = Healer(layer.ctx)
+            healer = Healer(layer.ctx, dangling_grace=config.dangling_grace,
+                            commit_window=config.commit_window)
 
             def show(result) -> None:
                 if verbose and result.outcome != "healthy":

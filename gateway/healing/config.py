@@ -19,6 +19,9 @@ ENV_SETTLE = "TESSERA_HEAL_SETTLE"  # seconds a fresh entry waits [1]
 ENV_RETRY_MAX = "TESSERA_HEAL_RETRY_MAX"  # longest back-off after failures, seconds [3600]
 ENV_DEFER_MAX = "TESSERA_HEAL_DEFER_MAX"  # longest wait for an offline node, seconds [60]
 ENV_DANGLING_GRACE = "TESSERA_HEAL_DANGLING_GRACE"  # min age of a rolled-back version [300]
+# a version younger than this may still be rolled back by its own PUT: not copied yet
+# [2 x (node call deadline + 1 s) = 22]
+ENV_COMMIT_WINDOW = "TESSERA_HEAL_COMMIT_WINDOW"
 ENV_SCANNER_RATE = "TESSERA_SCANNER_RATE"  # keys compared per second, 0 = unlimited [100]
 ENV_SCANNER_INTERVAL = "TESSERA_SCANNER_INTERVAL"  # pause between cycles, seconds [600]
 ENV_SCANNER_DEEP = "TESSERA_SCANNER_DEEP"  # deep-verify every Nth cycle, 0 = never [0]
@@ -41,6 +44,7 @@ class HealConfig:
     retry_max: float = 3600.0
     defer_max: float = 60.0
     dangling_grace: float = 300.0
+    commit_window: float | None = None
     scanner: bool = False
     scanner_rate: float = 100.0
     scanner_interval: float = 600.0
@@ -74,6 +78,7 @@ class HealConfig:
             retry_max=num(ENV_RETRY_MAX, d.retry_max, float, 1),
             defer_max=num(ENV_DEFER_MAX, d.defer_max, float, 0.1),
             dangling_grace=num(ENV_DANGLING_GRACE, d.dangling_grace),
+            commit_window=num(ENV_COMMIT_WINDOW, -1.0) if env.get(ENV_COMMIT_WINDOW) else None,
             scanner=scanner,
             scanner_rate=num(ENV_SCANNER_RATE, d.scanner_rate),
             scanner_interval=num(ENV_SCANNER_INTERVAL, d.scanner_interval),

@@ -39,8 +39,9 @@ class PassReport:
         if outcome == "healed":
             self.objects_healed += 1
         elif outcome == "deferred":
-            why = ", ".join(r.offline) or "newer version " + ", ".join(r.waiting)
-            self.deferred.append(f"{r.bucket}/{r.key} (waiting for {why})")
+            why = f"offline: {', '.join(r.offline)}" if r.offline else \
+                f"version settling: {', '.join(r.waiting)}"
+            self.deferred.append(f"{r.bucket}/{r.key} ({why})")
         elif outcome == "failed":
             self.failures.append(f"{r.bucket}/{r.key}: {r.error or '; '.join(r.failed)}")
 

@@ -118,9 +118,13 @@ class HealCounters:
 class Healer:
     """Heals objects and buckets through one object layer's context (nodes, placement)."""
 
-    def __init__(self, ctx: LayerContext, *, dangling_grace: float = DANGLING_GRACE):
+    def __init__(self, ctx: LayerContext, *, dangling_grace: float = DANGLING_GRACE,
+                 commit_window: float | None = None):
         self.ctx = ctx
         self.dangling_grace = dangling_grace
+        # a commit's fan-out plus its rollback each take at most a unary deadline (+1 s)
+        self.commit_window = commit_window if commit_window is not None else \
+            2 * (ctx.timeouts.unary + 1.0)
         self.counters = HealCounters()
         self._bucket_locks: dict[str, asyncio.Lock] = {}
         self._buckets_checked: dict[str, float] = {}
@@ -198,9 +202,8 @@ class Healer:
     def _in_flight(self, views: list[NodeView], version_id: str) -> bool:
         """A version younger than a commit plus its rollback may still be rolled back by the
         PUT that made it (a commit that looked short of quorum): do not copy it yet."""
-        window = 2 * (self.ctx.timeouts.unary + 1.0)
         held = [r for v in views if (r := v.holds(version_id)) is not None]
-        return version_age_ns(version_id, held, time.time_ns()) < window * 1e9
+        return version_age_ns(version_id, held, time.time_ns()) < self.commit_window * 1e9
 
     def _judge(self, views: list[NodeView], eset: ErasureSet):
         return judge_versions(views, read_quorum=eset.read_quorum, now_ns=time.time_ns(),

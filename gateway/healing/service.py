@@ -71,7 +71,8 @@ class HealService:
     def __init__(self, ctx: LayerContext, queue: DurableHealQueue, config: HealConfig):
         self.config = config
         self.queue = queue
-        self.healer = Healer(ctx, dangling_grace=config.dangling_grace)
+        self.healer = Healer(ctx, dangling_grace=config.dangling_grace,
+                             commit_window=config.commit_window)
         self.worker = HealWorker(self.healer, queue, concurrency=config.workers,
                                  rate=config.rate)
         self.scanner = Scanner(self.healer, queue, rate=config.scanner_rate,
