@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     heal.add_argument("--bucket", action="append", help="only this bucket (repeatable)")
     heal.add_argument("--deep", action="store_true",
                       help="also read and hash every shard block on every node (slow)")
-    heal.add_argument("--concurrency", type=int, default=4, help="objects healed at once")
+    heal.add_argument("--concurrency", type=int, default=8, help="objects healed at once")
     heal.add_argument("-v", "--verbose", action="store_true", help="one line per repair")
     corrupt = sub.add_parser("corrupt", help="flip a byte of a stored shard block on a node")
     corrupt.add_argument("name", help="storage node, e.g. node-3")

@@ -259,7 +259,22 @@ class _RepairPlan:
         if wanted and not meta.delete_marker and not meta.is_inline:
             verify = await verify_shards(ctx, bucket, key, version_id, sorted(wanted))
             offline += [n for n, reply in verify.items() if reply is None]
-        inline_ok, intact = await cls._check_inline(ctx, bucket, key, version_id, meta, holders)
+        targets, stale = cls._targets(meta, blob, holders, answered, verify, {})
+        intact: dict[int, bytes] = {}
+        if meta.is_inline and holders and (targets or wanted):
+            # inline shards are fetched when some must be rebuilt from them, or in deep mode
+            inline_ok, intact = await cls._check_inline(ctx, bucket, key, version_id, meta,
+                                                        holders)
+            targets, stale = cls._targets(meta, blob, holders, answered, verify, inline_ok)
+        intact = {i: s for i, s in intact.items() if all(t.index != i for t in targets)}
+        return cls(ctx, bucket, key, version_id, meta, blob, holders, targets, stale,
+                   offline, intact)
+
+    @staticmethod
+    def _targets(meta: ObjectMeta, blob: bytes, holders: dict[str, pb.VersionRecord],
+                 answered: set[str], verify: dict[str, pb.VerifyShardReply | None],
+                 inline_ok: dict[str, bool]) -> tuple[list[RebuildTarget], list[str]]:
+        """The nodes to rebuild (and what), and the holders whose metadata blob is stale."""
         targets, stale = [], []
         for index, node in enumerate(meta.erasure.distribution):
             if node not in answered or (node in verify and verify[node] is None):
@@ -274,18 +289,13 @@ class _RepairPlan:
                 targets.append(RebuildTarget(node, index, parts, kept))
             elif record is not None and record.version.meta != blob:
                 stale.append(node)
-        intact = {i: s for i, s in intact.items()
-                  if all(t.index != i for t in targets)}
-        return cls(ctx, bucket, key, version_id, meta, blob, holders, targets, stale,
-                   offline, intact)
+        return targets, stale
 
     @staticmethod
     async def _check_inline(ctx: LayerContext, bucket: str, key: str, version_id: str,
                             meta: ObjectMeta, holders: dict[str, pb.VersionRecord]
                             ) -> tuple[dict[str, bool], dict[int, bytes]]:
-        """Inline shards are tiny: always fetched and checked against the metadata's hashes."""
-        if not meta.is_inline or not holders:
-            return {}, {}
+        """Each holder's inline shard checked against the metadata's hash."""
         shards = await inline_shards(ctx, bucket, key, version_id, list(holders))
         ok: dict[str, bool] = {}
         intact: dict[int, bytes] = {}
