@@ -348,9 +348,11 @@ def test_dangling_version_is_rolled_back_but_never_while_a_node_is_paused(cluste
     async def heal(layer: ErasureObjectLayer):
         return await healer_for(layer, dangling_grace=1.0).heal_object(bucket, key)
 
-    with stopped(cluster, nodes[5], sig=signal.SIGSTOP):
+    paused = nodes[5]
+    assert cli(cluster, "stop", paused).stdout.strip() == f"stop {paused}: paused"
+    try:
         result = run(cluster, heal)
-        assert result.outcome == "deferred" and result.offline == (nodes[5],)
+        assert result.outcome == "deferred" and result.offline == (paused,)
         assert result.rolled_back == () and result.waiting == (partial,)
         for node in holders:
             assert latest_on(cluster, node, bucket, key).version.version_id == partial
@@ -358,6 +360,8 @@ def test_dangling_version_is_rolled_back_but_never_while_a_node_is_paused(cluste
         async def read(layer: ErasureObjectLayer) -> None:
             assert await get(layer, bucket, key) == old  # never readable: below quorum
         run(cluster, read)
+    finally:
+        assert cli(cluster, "resume", paused).stdout.strip() == f"resume {paused}: running"
 
     result = run(cluster, heal)
     assert result.outcome == "healed"
