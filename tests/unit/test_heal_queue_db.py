@@ -204,3 +204,38 @@ def test_worker_settles_each_outcome(clock: Clock):
         assert (left["broken"].defers, left["broken"].attempts) == (0, 1)
     finally:
         queue.close()
+
+
+def test_service_statistics_show_the_backlog_and_no_eta_while_idle(clock: Clock):
+    from gateway.healing import HealConfig, HealService
+    from tests.unit.memory_cluster import memory_layer
+
+    layer, _, _ = memory_layer()
+    queue = open_queue(None, clock)
+    service = HealService(layer.ctx, queue, HealConfig(scanner=True))
+    try:
+        queue.record(item("a"))
+        queue.record(item("a", nodes=("node-3",)))
+        queue.record(item("b"))
+        queue.flush()
+        stats = service.statistics()
+        assert (stats.backlog, stats.queued, stats.merged, stats.dropped) == (2, 3, 1, 0)
+        assert stats.eta_seconds is None and stats.heal_rate == 0
+        assert stats.scanner is not None and stats.scanner.position.cycle == 1
+    finally:
+        queue.close()
+        layer.ctx.executor.shutdown()
+
+
+def test_heal_config_from_the_environment():
+    from gateway.healing.config import ConfigError, HealConfig
+
+    config = HealConfig.from_env(environ={"TESSERA_HEAL_WORKERS": "4",
+                                          "TESSERA_HEAL_DEFER_MAX": "1.5",
+                                          "TESSERA_SCANNER_DEEP": "3"}, scanner=True)
+    assert (config.workers, config.defer_max, config.scanner_deep_every) == (4, 1.5, 3)
+    assert config.queue_policy().defer_base == 1.5 and config.commit_window is None
+    assert HealConfig.from_env(environ={"TESSERA_HEAL_COMMIT_WINDOW": "0"}).commit_window == 0
+    for bad in ({"TESSERA_HEAL_WORKERS": "0"}, {"TESSERA_HEAL_RATE": "fast"}):
+        with pytest.raises(ConfigError):
+            HealConfig.from_env(environ=bad)
