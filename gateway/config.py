@@ -63,6 +63,7 @@ ENV_LOG_LEVEL = "TESSERA_GATEWAY_LOG_LEVEL"
 # seconds a gateway trusts its copy of a bucket's default encryption (other gateways' changes
 # show after at most this long; its own at once)
 ENV_BUCKET_CONFIG_TTL = "TESSERA_GATEWAY_BUCKET_CONFIG_TTL"
+ENV_SCANNER = "TESSERA_GATEWAY_SCANNER"  # "on": this gateway runs the heal scanner
 SECRET_FILE_SUFFIX = "_FILE"  # e.g. MINIO_ROOT_PASSWORD_FILE=/run/secrets/password
 
 DEFAULT_REGION = "us-east-1"
@@ -107,6 +108,7 @@ class GatewayConfig:
     kms: KMSSettings | None = None  # None: no KMS (SSE-S3/SSE-KMS answer 501; SSE-C works)
     auto_encryption: bool = False  # MINIO_KMS_AUTO_ENCRYPTION=on: SSE-S3 for plain writes
     bucket_config_ttl: float = 1.0  # TESSERA_GATEWAY_BUCKET_CONFIG_TTL (0 = ask every time)
+    scanner: bool = False  # run the background heal scanner (one gateway per cluster)
 
     def parity_for(self, set_size: int) -> int:
         """Parity shards per erasure set: the configured EC:n, else MinIO's default."""
@@ -145,6 +147,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="DEVELOPMENT/TESTS ONLY: store objects in this process's memory "
                         "(lost at exit); no storage nodes are used")
     p.add_argument("--log-level", help=f"debug|info|warning|error (env {ENV_LOG_LEVEL})")
+    p.add_argument("--scanner", action="store_true",
+                   help=f"run the background heal scanner here; one gateway of a cluster is "
+                        f"enough (env {ENV_SCANNER}=on)")
     return p
 
 
@@ -192,6 +197,7 @@ def load_config(argv: Sequence[str] | None = None,
         region=_region(args.region or env.get(ENV_REGION) or env.get(ENV_SITE_REGION)),
         log_level=level, kms=kms, auto_encryption=auto_encryption,
         bucket_config_ttl=_seconds(env, ENV_BUCKET_CONFIG_TTL, 1.0),
+        scanner=args.scanner or env.get(ENV_SCANNER, "").strip().lower() in ("on", "1", "true"),
     )
 
 
