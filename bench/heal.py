@@ -51,6 +51,29 @@ async def _heal(layer) -> tuple[object, float, float]:
     return report, time.perf_counter() - started, time.process_time() - cpu
 
 
+async def _heal_by_size(layer) -> list[tuple[int, int, float, int]]:
+    """(object size, objects, seconds, shard bytes) healing each size class on its own."""
+    from gateway.healing import Healer
+
+    healer = Healer(layer.ctx, commit_window=0.0)
+    await healer.heal_buckets()
+    out = []
+    gate = asyncio.Semaphore(8)
+    for size, count in OBJECTS:
+        rebuilt = 0
+
+        async def one(i: int, size: int = size) -> None:
+            nonlocal rebuilt
+            async with gate:
+                result = await healer.heal_object("bench", f"obj-{size}-{i}")
+                assert result.outcome == "healed", result
+                rebuilt += result.bytes_rebuilt
+        started = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(count)))
+        out.append((size, count, time.perf_counter() - started, rebuilt))
+    return out
+
+
 def _layer(cluster):
     from gateway.objects.erasure_layer import build_erasure_layer
 
@@ -97,6 +120,8 @@ def run() -> list[dict[str, object]]:
             _wipe(cluster)
             wiped = _in_layer(cluster, _heal)
             healthy = _in_layer(cluster, _heal)
+            _wipe(cluster)
+            by_size = _in_layer(cluster, _heal_by_size)
         finally:
             cluster.down()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -117,6 +142,17 @@ def run() -> list[dict[str, object]]:
             "read MB/s / TCP loopback": round(4 * rebuilt / seconds / limits.loopback_tcp, 3),
             "shard MB/s / disk fsync": round(rebuilt / seconds / limits.disk_write_fsync, 3),
             "healer CPU-s": round(cpu, 2), "peak RSS MiB": round(peak),
+        })
+    for size, count, seconds, rebuilt in by_size:
+        shard_rate = rebuilt / 1e6 / seconds
+        rows.append({
+            "bench": f"wiped, {size // 1024} KiB objects", "objects": count,
+            "object data MB": round(size * count / 1e6),
+            "shard MB rebuilt": round(rebuilt / 1e6, 1),
+            "seconds": round(seconds, 2), "objects/s": round(count / seconds),
+            "shard MB/s": round(shard_rate, 1),
+            "read MB/s / TCP loopback": round(4 * shard_rate / limits.loopback_tcp, 3),
+            "shard MB/s / disk fsync": round(shard_rate / limits.disk_write_fsync, 3),
         })
     return rows
 
