@@ -264,6 +264,8 @@ def test_corrupt_blocks_are_read_around_then_repaired(cluster: Cluster):
     cli(cluster, "corrupt", part_hit, "--bucket", bucket, "--key", "parts", "--part", "2",
         "--block", "1")
     assert not any(verify_ok(cluster, n, bucket, "big") for n in hit)
+    assert not verify_ok(cluster, inline_hit, bucket, "small")
+    assert not verify_ok(cluster, part_hit, bucket, "parts")
 
     queue = DurableHealQueue(None, POLICY)
 
