@@ -21,13 +21,15 @@ __all__ = ["run"]
 
 MiB = 1024 * 1024
 # (object size, count): inline objects, one-block objects, many-block objects
-OBJECTS = [(16 * 1024, 200), (MiB, 48), (32 * MiB, 2)]
+OBJECTS = [(16 * 1024, 200), (MiB, 48), (32 * MiB, 2), (128 * MiB, 1)]
 VICTIM = "node-4"
 
 
-async def _body(data: bytes, chunk: int = 256 * 1024):
-    for i in range(0, len(data), chunk):
-        yield data[i : i + chunk]
+async def _body(pattern: bytes, size: int, chunk: int = 256 * 1024):
+    """`size` bytes of a repeated pattern, made as sent (no whole object in memory)."""
+    for offset in range(0, size, chunk):
+        start = offset % len(pattern)
+        yield pattern[start : start + min(chunk, size - offset)]
 
 
 async def _write(layer) -> None:
@@ -37,9 +39,11 @@ async def _write(layer) -> None:
 
     async def put(size: int, i: int) -> None:
         async with gate:
-            await layer.put_object("bench", f"obj-{size}-{i}", _body(pattern[:size]),
+            await layer.put_object("bench", f"obj-{size}-{i}", _body(pattern, size),
                                    size=size, metadata=PutMetadata())
-    await asyncio.gather(*(put(size, i) for size, count in OBJECTS for i in range(count)))
+    # large objects first, one at a time: the peak RSS of the writes is then known
+    for size, count in sorted(OBJECTS, reverse=True):
+        await asyncio.gather(*(put(size, i) for i in range(count)))
 
 
 async def _heal(layer) -> tuple[object, float, float]:
@@ -51,8 +55,13 @@ async def _heal(layer) -> tuple[object, float, float]:
     return report, time.perf_counter() - started, time.process_time() - cpu
 
 
-async def _heal_by_size(layer) -> list[tuple[int, int, float, int]]:
-    """(object size, objects, seconds, shard bytes) healing each size class on its own."""
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def _heal_by_size(layer) -> list[tuple[int, int, float, int, float]]:
+    """(object size, objects, seconds, shard bytes, growth of the process's peak RSS in MiB)
+    healing each size class on its own: the peak must not follow the object size."""
     from gateway.healing import Healer
 
     healer = Healer(layer.ctx, commit_window=0.0)
@@ -68,9 +77,9 @@ async def _heal_by_size(layer) -> list[tuple[int, int, float, int]]:
                 result = await healer.heal_object("bench", f"obj-{size}-{i}")
                 assert result.outcome == "healed", result
                 rebuilt += result.bytes_rebuilt
-        started = time.perf_counter()
+        started, peak = time.perf_counter(), _peak_mib()
         await asyncio.gather(*(one(i) for i in range(count)))
-        out.append((size, count, time.perf_counter() - started, rebuilt))
+        out.append((size, count, time.perf_counter() - started, rebuilt, _peak_mib() - peak))
     return out
 
 
@@ -143,7 +152,7 @@ def run() -> list[dict[str, object]]:
             "shard MB/s / disk fsync": round(rebuilt / seconds / limits.disk_write_fsync, 3),
             "healer CPU-s": round(cpu, 2), "peak RSS MiB": round(peak),
         })
-    for size, count, seconds, rebuilt in by_size:
+    for size, count, seconds, rebuilt, growth in by_size:
         shard_rate = rebuilt / 1e6 / seconds
         rows.append({
             "bench": f"wiped, {size // 1024} KiB objects", "objects": count,
@@ -153,6 +162,7 @@ def run() -> list[dict[str, object]]:
             "shard MB/s": round(shard_rate, 1),
             "read MB/s / TCP loopback": round(4 * shard_rate / limits.loopback_tcp, 3),
             "shard MB/s / disk fsync": round(shard_rate / limits.disk_write_fsync, 3),
+            "peak RSS growth MiB": round(growth),
         })
     return rows
 
