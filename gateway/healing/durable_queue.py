@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import random
 import sqlite3
 import threading
@@ -33,6 +34,7 @@ from gateway.heal_queue import HealItem, HealQueueStatistics
 __all__ = ["DEEP_REASONS", "DurableHealQueue", "HealEntry", "QueueCounts", "QueuePolicy"]
 
 T = TypeVar("T")
+log = logging.getLogger("tessera.heal")
 DEEP_REASONS = frozenset({"read-corrupt", "scan-deep"})  # these ask for VerifyShard
 
 _SCHEMA = """
@@ -157,6 +159,14 @@ class DurableHealQueue:
         if items:
             self._tx(lambda c: [self._upsert(c, *entry) for entry in items.values()])
 
+    def _flush_logged(self) -> None:
+        """A flush scheduled by `record`: nobody waits for it, so a failure is logged here
+        (the reports are lost; the scanner finds their objects again)."""
+        try:
+            self._flush()
+        except Exception:
+            log.exception("heal queue: could not write reports to %s", self.path or "memory")
+
     def _upsert(self, conn: sqlite3.Connection, item: HealItem, reported: float) -> None:
         due = reported + self.policy.settle
         deep = int(item.reason in DEEP_REASONS)
@@ -264,7 +274,7 @@ class DurableHealQueue:
             wakeups = list(self._wakeup)
         if schedule:
             with contextlib.suppress(RuntimeError):  # closed: the item is lost, as documented
-                self._db_thread.submit(self._flush)
+                self._db_thread.submit(self._flush_logged)
         for wake in wakeups:
             wake()
 
