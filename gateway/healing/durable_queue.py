@@ -119,7 +119,6 @@ class DurableHealQueue:
         self._in_flight: set[tuple[str, str]] = set()
         self._recorded = self._merged = self._dropped = 0
         self._backlog = self._dead = 0
-        self._wakeup: list[Callable[[], None]] = []
         self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="heal-db")
         self._conn: sqlite3.Connection | None = None
         self._db_thread.submit(self._open).result()
@@ -271,12 +270,9 @@ class DurableHealQueue:
             self._incoming[key] = (item, self._clock())
             schedule = not self._flush_pending
             self._flush_pending = True
-            wakeups = list(self._wakeup)
         if schedule:
             with contextlib.suppress(RuntimeError):  # closed: the item is lost, as documented
                 self._db_thread.submit(self._flush_logged)
-        for wake in wakeups:
-            wake()
 
     def statistics(self) -> HealQueueStatistics:
         counts = self.counts()
@@ -285,11 +281,6 @@ class DurableHealQueue:
     def counts(self) -> QueueCounts:
         return QueueCounts(self._backlog, len(self._in_flight), self._dead,
                            self._recorded, self._merged, self._dropped)
-
-    def on_record(self, wake: Callable[[], None]) -> None:
-        """Call `wake()` after each report (the worker's prompt to look again)."""
-        with self._lock:
-            self._wakeup.append(wake)
 
     # ---- the worker's side (coroutines; the database work runs in its thread) ----
 
