@@ -43,6 +43,7 @@ ENV_SITE_REGION = "MINIO_SITE_REGION"  # MinIO's newer name for the same
 ENV_LISTEN = "TESSERA_GATEWAY_LISTEN"
 ENV_TLS_LISTEN = "TESSERA_GATEWAY_TLS_LISTEN"
 ENV_LOG_LEVEL = "TESSERA_GATEWAY_LOG_LEVEL"
+ENV_SCANNER = "TESSERA_GATEWAY_SCANNER"  # "on": this gateway runs the heal scanner
 SECRET_FILE_SUFFIX = "_FILE"  # e.g. MINIO_ROOT_PASSWORD_FILE=/run/secrets/password
 
 DEFAULT_REGION = "us-east-1"
@@ -72,6 +73,7 @@ class GatewayConfig:
     domains: tuple[str, ...] = ()  # virtual-host-style bucket domains (MINIO_DOMAIN)
     region: str = DEFAULT_REGION  # region in the SigV4 credential scope
     log_level: str = "info"
+    scanner: bool = False  # run the background heal scanner (one gateway per cluster)
 
     def parity_for(self, set_size: int) -> int:
         """Parity shards per erasure set: the configured EC:n, else MinIO's default."""
@@ -110,6 +112,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="DEVELOPMENT/TESTS ONLY: store objects in this process's memory "
                         "(lost at exit); no storage nodes are used")
     p.add_argument("--log-level", help=f"debug|info|warning|error (env {ENV_LOG_LEVEL})")
+    p.add_argument("--scanner", action="store_true",
+                   help=f"run the background heal scanner here; one gateway of a cluster is "
+                        f"enough (env {ENV_SCANNER}=on)")
     return p
 
 
@@ -148,6 +153,7 @@ def load_config(argv: Sequence[str] | None = None,
         domains=_domains(args.domain or env.get(ENV_DOMAIN, "")),
         region=_region(args.region or env.get(ENV_REGION) or env.get(ENV_SITE_REGION)),
         log_level=level,
+        scanner=args.scanner or env.get(ENV_SCANNER, "").strip().lower() in ("on", "1", "true"),
     )
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from common.endpoint_health import EndpointState
 from common.topology import Topology
@@ -45,6 +46,9 @@ from gateway.placement import Placement
 from gateway.storage_client import NodeTLS, Timeouts
 from proto import storage_pb2 as pb
 
+if TYPE_CHECKING:
+    from gateway.healing.service import HealService
+
 __all__ = ["ErasureObjectLayer", "LayerStatistics", "build_erasure_layer"]
 
 
@@ -65,6 +69,8 @@ class ErasureObjectLayer:
 
     def __init__(self, ctx: LayerContext):
         self.ctx = ctx
+        # the gateway's healing (gateway/healing/service.py), set by gateway/app.py
+        self.healer: HealService | None = None
 
     @property
     def heal_queue(self) -> HealQueue:
