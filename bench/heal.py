@@ -21,13 +21,15 @@ __all__ = ["run"]
 
 MiB = 1024 * 1024
 # (object size, count): inline objects, one-block objects, many-block objects
-OBJECTS = [(16 * 1024, 200), (MiB, 48), (32 * MiB, 2)]
+OBJECTS = [(16 * 1024, 200), (MiB, 48), (32 * MiB, 2), (128 * MiB, 1)]
 VICTIM = "node-4"
 
 
-async def _body(data: bytes, chunk: int = 256 * 1024):
-    for i in range(0, len(data), chunk):
-        yield data[i : i + chunk]
+async def _body(pattern: bytes, size: int, chunk: int = 256 * 1024):
+    """`size` bytes of a repeated pattern, made as sent (no whole object in memory)."""
+    for offset in range(0, size, chunk):
+        start = offset % len(pattern)
+        yield pattern[start : start + min(chunk, size - offset)]
 
 
 async def _write(layer) -> None:
@@ -37,9 +39,11 @@ async def _write(layer) -> None:
 
     async def put(size: int, i: int) -> None:
         async with gate:
-            await layer.put_object("bench", f"obj-{size}-{i}", _body(pattern[:size]),
+            await layer.put_object("bench", f"obj-{size}-{i}", _body(pattern, size),
                                    size=size, metadata=PutMetadata())
-    await asyncio.gather(*(put(size, i) for size, count in OBJECTS for i in range(count)))
+    # large objects first, one at a time: the peak RSS of the writes is then known
+    for size, count in sorted(OBJECTS, reverse=True):
+        await asyncio.gather(*(put(size, i) for i in range(count)))
 
 
 async def _heal(layer) -> tuple[object, float, float]:
@@ -49,6 +53,34 @@ async def _heal(layer) -> tuple[object, float, float]:
     started, cpu = time.perf_counter(), time.process_time()
     report = await heal_pass(healer, concurrency=8)
     return report, time.perf_counter() - started, time.process_time() - cpu
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def _heal_by_size(layer) -> list[tuple[int, int, float, int, float]]:
+    """(object size, objects, seconds, shard bytes, growth of the process's peak RSS in MiB)
+    healing each size class on its own: the peak must not follow the object size."""
+    from gateway.healing import Healer
+
+    healer = Healer(layer.ctx, commit_window=0.0)
+    await healer.heal_buckets()
+    out = []
+    gate = asyncio.Semaphore(8)
+    for size, count in OBJECTS:
+        rebuilt = 0
+
+        async def one(i: int, size: int = size) -> None:
+            nonlocal rebuilt
+            async with gate:
+                result = await healer.heal_object("bench", f"obj-{size}-{i}")
+                assert result.outcome == "healed", result
+                rebuilt += result.bytes_rebuilt
+        started, peak = time.perf_counter(), _peak_mib()
+        await asyncio.gather(*(one(i) for i in range(count)))
+        out.append((size, count, time.perf_counter() - started, rebuilt, _peak_mib() - peak))
+    return out
 
 
 def _layer(cluster):
@@ -97,6 +129,8 @@ def run() -> list[dict[str, object]]:
             _wipe(cluster)
             wiped = _in_layer(cluster, _heal)
             healthy = _in_layer(cluster, _heal)
+            _wipe(cluster)
+            by_size = _in_layer(cluster, _heal_by_size)
         finally:
             cluster.down()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -117,6 +151,18 @@ def run() -> list[dict[str, object]]:
             "read MB/s / TCP loopback": round(4 * rebuilt / seconds / limits.loopback_tcp, 3),
             "shard MB/s / disk fsync": round(rebuilt / seconds / limits.disk_write_fsync, 3),
             "healer CPU-s": round(cpu, 2), "peak RSS MiB": round(peak),
+        })
+    for size, count, seconds, rebuilt, growth in by_size:
+        shard_rate = rebuilt / 1e6 / seconds
+        rows.append({
+            "bench": f"wiped, {size // 1024} KiB objects", "objects": count,
+            "object data MB": round(size * count / 1e6),
+            "shard MB rebuilt": round(rebuilt / 1e6, 1),
+            "seconds": round(seconds, 2), "objects/s": round(count / seconds),
+            "shard MB/s": round(shard_rate, 1),
+            "read MB/s / TCP loopback": round(4 * shard_rate / limits.loopback_tcp, 3),
+            "shard MB/s / disk fsync": round(shard_rate / limits.disk_write_fsync, 3),
+            "peak RSS growth MiB": round(growth),
         })
     return rows
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import random
 import sqlite3
 import threading
@@ -33,6 +34,7 @@ from gateway.heal_queue import HealItem, HealQueueStatistics
 __all__ = ["DEEP_REASONS", "DurableHealQueue", "HealEntry", "QueueCounts", "QueuePolicy"]
 
 T = TypeVar("T")
+log = logging.getLogger("tessera.heal")
 DEEP_REASONS = frozenset({"read-corrupt", "scan-deep"})  # these ask for VerifyShard
 
 _SCHEMA = """
@@ -117,7 +119,6 @@ class DurableHealQueue:
         self._in_flight: set[tuple[str, str]] = set()
         self._recorded = self._merged = self._dropped = 0
         self._backlog = self._dead = 0
-        self._wakeup: list[Callable[[], None]] = []
         self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="heal-db")
         self._conn: sqlite3.Connection | None = None
         self._db_thread.submit(self._open).result()
@@ -156,6 +157,14 @@ class DurableHealQueue:
             items, self._incoming, self._flush_pending = self._incoming, {}, False
         if items:
             self._tx(lambda c: [self._upsert(c, *entry) for entry in items.values()])
+
+    def _flush_logged(self) -> None:
+        """A flush scheduled by `record`: nobody waits for it, so a failure is logged here
+        (the reports are lost; the scanner finds their objects again)."""
+        try:
+            self._flush()
+        except Exception:
+            log.exception("heal queue: could not write reports to %s", self.path or "memory")
 
     def _upsert(self, conn: sqlite3.Connection, item: HealItem, reported: float) -> None:
         due = reported + self.policy.settle
@@ -261,12 +270,9 @@ class DurableHealQueue:
             self._incoming[key] = (item, self._clock())
             schedule = not self._flush_pending
             self._flush_pending = True
-            wakeups = list(self._wakeup)
         if schedule:
             with contextlib.suppress(RuntimeError):  # closed: the item is lost, as documented
-                self._db_thread.submit(self._flush)
-        for wake in wakeups:
-            wake()
+                self._db_thread.submit(self._flush_logged)
 
     def statistics(self) -> HealQueueStatistics:
         counts = self.counts()
@@ -275,11 +281,6 @@ class DurableHealQueue:
     def counts(self) -> QueueCounts:
         return QueueCounts(self._backlog, len(self._in_flight), self._dead,
                            self._recorded, self._merged, self._dropped)
-
-    def on_record(self, wake: Callable[[], None]) -> None:
-        """Call `wake()` after each report (the worker's prompt to look again)."""
-        with self._lock:
-            self._wakeup.append(wake)
 
     # ---- the worker's side (coroutines; the database work runs in its thread) ----
 
