@@ -54,6 +54,7 @@ async def create_bucket(ctx: Context) -> Response:
                           f"The location constraint {location!r} does not match this "
                           f"server's region {ctx.config.region!r}.")
     await ctx.layer.make_bucket(bucket)
+    ctx.sse.defaults.forget(bucket)  # a bucket of that name may have had a default lately
     return Response(200, {"location": f"/{bucket}"})
 
 
@@ -63,7 +64,9 @@ async def head_bucket(ctx: Context) -> Response:
 
 
 async def delete_bucket(ctx: Context) -> Response:
-    await ctx.layer.delete_bucket(bucket_of(ctx))
+    bucket = bucket_of(ctx)
+    await ctx.layer.delete_bucket(bucket)
+    ctx.sse.defaults.forget(bucket)
     return Response(204)
 
 
