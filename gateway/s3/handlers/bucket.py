@@ -8,7 +8,7 @@ from gateway.crypto.policy import (
     parse_bucket_encryption,
     render_bucket_encryption,
 )
-from gateway.objects.errors import KMSKeyNotFound, KMSNotConfigured
+from gateway.objects.errors import KMSKeyNotFound, KMSNotConfigured, SSECKeyRequired
 
 from ..body import read_small_body
 from ..errors import S3Error
@@ -86,8 +86,11 @@ async def get_acl(ctx: Context) -> Response:
     """The only ACL we have: the owner holds FULL_CONTROL (s3cmd and some SDKs ask)."""
     bucket = bucket_of(ctx)
     if ctx.req.key is not None:
-        reader = await ctx.layer.open_object(bucket, ctx.req.key)
-        await reader.close()
+        try:
+            reader = await ctx.layer.open_object(bucket, ctx.req.key)
+            await reader.close()
+        except SSECKeyRequired:
+            pass  # it exists; reading its ACL needs no customer key
     else:
         await ctx.layer.head_bucket(bucket)
     root = Element("AccessControlPolicy")
