@@ -3,6 +3,7 @@ by uvicorn (what we ship) or granian (the alternative measured), beside this mac
 TCP limit measured in the same run.
 
     .venv/bin/python -m bench.s3_front [--seconds 3] [--servers uvicorn,granian]
+    .venv/bin/python -m bench s3_front      (a section of `make bench`)
 
 The client is a minimal asyncio HTTP/1.1 loop over keep-alive connections with requests
 signed once up front (SigV4, UNSIGNED-PAYLOAD), so client CPU stays small beside the server's.
@@ -21,7 +22,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -146,7 +146,7 @@ async def _loop(port: int, requests: list[bytes], seconds: float, connections: i
 
 
 def _setup(port: int, size: int) -> None:
-    async def run() -> None:
+    async def create() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(_request("PUT", "/bench", port))
         await _read_response(reader)
@@ -155,7 +155,7 @@ def _setup(port: int, size: int) -> None:
             await _read_response(reader)
         writer.close()
 
-    asyncio.run(run())
+    asyncio.run(create())
 
 
 PHASES = [(size, connections, name) for size in (4096, 1024 * 1024)
@@ -193,31 +193,24 @@ def measure(servers: list[str], seconds: float, rounds: int) -> dict[str, list[t
     return results
 
 
-def loopback_limit(seconds: float = 1.0) -> float:
-    """MB/s one TCP connection carries over loopback with 1 MiB writes (the machine's limit)."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    received = 0
+def _servers_available(servers: list[str]) -> list[str]:
+    return [s for s in servers if s != "granian" or importlib.util.find_spec("granian")]
 
-    def sink() -> None:
-        nonlocal received
-        conn, _ = server.accept()
-        with conn:
-            while chunk := conn.recv(1 << 20):
-                received += len(chunk)
 
-    thread = threading.Thread(target=sink)
-    thread.start()
-    block = os.urandom(1 << 20)
-    with socket.create_connection(server.getsockname()) as client:
-        start = time.monotonic()
-        while time.monotonic() - start < seconds:
-            client.sendall(block)
-    elapsed = time.monotonic() - start
-    thread.join(10)
-    server.close()
-    return received / elapsed / 1e6
+def run() -> list[dict]:
+    """`python -m bench s3_front`: one row per phase and server, with the share of this
+    machine's loopback TCP limit (from bench.limits, same run)."""
+    from bench.limits import measure as machine_limits
+
+    loopback = machine_limits().loopback_tcp
+    servers = _servers_available(["uvicorn", "granian"])
+    results = measure(servers, seconds=1.5, rounds=1)
+    rows = []
+    for server, phases in results.items():
+        for phase, ops, mbs in phases:
+            rows.append({"server": server, "phase": phase, "op/s": round(ops, 1),
+                         "MB/s": round(mbs, 1), "% loopback": round(100 * mbs / loopback, 1)})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,12 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--servers", default="uvicorn,granian")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
-    limit = max(loopback_limit() for _ in range(3))
+    from bench.limits import loopback_tcp
+
+    limit = max(loopback_tcp() for _ in range(3))
     print(f"loopback TCP limit: {limit:,.0f} MB/s")
-    servers = args.servers.split(",")
-    if "granian" in servers and importlib.util.find_spec("granian") is None:
-        print("granian is not installed (pip install granian): measuring uvicorn only")
-        servers.remove("granian")
+    servers = _servers_available(args.servers.split(","))
     results = measure(servers, args.seconds, args.rounds)
     names = list(results)
     print(f"{'phase':<22}" + "".join(f"{n + ' op/s':>16}{n + ' MB/s':>16}" for n in names)

@@ -1,4 +1,6 @@
-"""`python -m cluster up|down|status|kill|pause|resume|restart|start`: the local cluster tool."""
+"""`python -m cluster up|down|status|kill|stop|resume|restart|start|heal|corrupt`: the local
+cluster tool. `stop` is SIGSTOP (a frozen process, as in the chaos tests; `pause` is the same),
+`kill` is SIGKILL, `resume` is SIGCONT; `down` stops the whole cluster gracefully."""
 
 from __future__ import annotations
 
@@ -23,12 +25,29 @@ def _parser() -> argparse.ArgumentParser:
                     help="fixed: the documented port scheme; auto: free ephemeral ports")
     sub.add_parser("down", help="stop every process of the cluster (data stays)")
     sub.add_parser("status", help="one line per process, with its health")
-    for name, text in (("kill", "SIGKILL a process"), ("pause", "SIGSTOP a process"),
-                       ("resume", "SIGCONT a paused process"), ("start", "start a process"),
-                       ("restart", "stop and start a process")):
+    for name, text in (("kill", "SIGKILL a process"), ("stop", "SIGSTOP a process (freeze it)"),
+                       ("pause", "same as stop"),
+                       ("resume", "SIGCONT a stopped process"), ("start", "start a process"),
+                       ("restart", "stop (gracefully) and start a process")):
         sp = sub.add_parser(name, help=text)
         sp.add_argument("name", help="process name, e.g. node-3, gateway-1, kes-2")
+    heal = sub.add_parser("heal", help="run a full heal pass now and print what it repaired")
+    heal.add_argument("--bucket", action="append", help="only this bucket (repeatable)")
+    heal.add_argument("--deep", action="store_true",
+                      help="also read and hash every shard block on every node (slow)")
+    heal.add_argument("--concurrency", type=int, default=8, help="objects healed at once")
+    heal.add_argument("-v", "--verbose", action="store_true", help="one line per repair")
+    corrupt = sub.add_parser("corrupt", help="flip a byte of a stored shard block on a node")
+    corrupt.add_argument("name", help="storage node, e.g. node-3")
+    corrupt.add_argument("--bucket", required=True)
+    corrupt.add_argument("--key", required=True)
+    corrupt.add_argument("--block", type=int, default=0, help="shard block (default 0)")
+    corrupt.add_argument("--part", type=int, default=1, help="part number (default 1)")
     return p
+
+
+_SIGNALS = {"stop": "pause", "pause": "pause", "kill": "kill", "resume": "resume",
+            "start": "start", "restart": "restart"}
 
 
 def _print_summary(cluster: Cluster) -> None:
@@ -76,8 +95,18 @@ def main(argv: list[str] | None = None) -> int:
                                                           if stopped else ""))
         elif args.command == "status":
             return _status(cluster)
+        elif args.command == "heal":
+            from .healing import run_heal
+
+            return run_heal(cluster, buckets=args.bucket, deep=args.deep,
+                            concurrency=args.concurrency, verbose=args.verbose)
+        elif args.command == "corrupt":
+            from .healing import corrupt_shard
+
+            print(corrupt_shard(cluster, args.name, args.bucket, args.key, block=args.block,
+                                part=args.part))
         else:
-            getattr(cluster, args.command)(args.name)
+            getattr(cluster, _SIGNALS[args.command])(args.name)
             print(f"{args.command} {args.name}: {cluster.state_of(args.name)}")
     except ClusterError as exc:
         print(f"cluster: {exc}", file=sys.stderr)

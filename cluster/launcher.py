@@ -245,6 +245,8 @@ class Cluster:
             if spec.tls_nodes:
                 argv += ["--node-cert", str(pair.cert), "--node-key", str(pair.key),
                          "--node-ca", str(ca.cert_path)]
+            if i == 0:
+                argv.append("--scanner")  # one heal scanner per cluster is enough
             env = self._gateway_env(spec, kes_endpoints)
             passed = sorted(set(_passthrough()) - set(spec.gateway_env))
             records.append(ProcessRecord("gateway", name, address, argv, self._log(name),
@@ -414,10 +416,19 @@ class Cluster:
                 time.sleep(0.02)
 
     def pause(self, name: str) -> None:
+        """SIGSTOP (the `stop` command): returns once the kernel shows the process stopped."""
         self.kill(name, signal.SIGSTOP)
+        self._wait_state(name, stopped=True)
 
     def resume(self, name: str) -> None:
         self.kill(name, signal.SIGCONT)
+        self._wait_state(name, stopped=False)
+
+    def _wait_state(self, name: str, *, stopped: bool, timeout: float = 2.0) -> None:
+        pid = self.record(name).pid
+        deadline = time.monotonic() + timeout
+        while (process_state(pid) == "T") != stopped and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def start(self, name: str, timeout: float = 60.0) -> None:
         record = self.record(name)

@@ -61,7 +61,14 @@ async def _run(config: GatewayConfig, app: object) -> int:
                  if address]
     log.info("gateway starting: S3 on %s (%s backend)", ", ".join(listening),
              "in-memory DEVELOPMENT" if config.memory else "erasure-coded")
-    await asyncio.gather(*(server.serve() for server in servers))
+    healer = getattr(app.layer, "healer", None)
+    if healer is not None:
+        healer.start()
+    try:
+        await asyncio.gather(*(server.serve() for server in servers))
+    finally:
+        if healer is not None:
+            await healer.close()
     return 0 if all(server.started for server in servers) else 1
 
 

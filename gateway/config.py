@@ -63,6 +63,7 @@ ENV_LOG_LEVEL = "TESSERA_GATEWAY_LOG_LEVEL"
 # seconds a gateway trusts its copy of a bucket's default encryption (other gateways' changes
 # show after at most this long; its own at once)
 ENV_BUCKET_CONFIG_TTL = "TESSERA_GATEWAY_BUCKET_CONFIG_TTL"
+ENV_SCANNER = "TESSERA_GATEWAY_SCANNER"  # "on": this gateway runs the heal scanner
 SECRET_FILE_SUFFIX = "_FILE"  # e.g. MINIO_ROOT_PASSWORD_FILE=/run/secrets/password
 
 DEFAULT_REGION = "us-east-1"
@@ -104,6 +105,7 @@ class GatewayConfig:
     domains: tuple[str, ...] = ()  # virtual-host-style bucket domains (MINIO_DOMAIN)
     region: str = DEFAULT_REGION  # region in the SigV4 credential scope
     log_level: str = "info"
+    scanner: bool = False  # run the background heal scanner (one gateway per cluster)
     kms: KMSSettings | None = None  # None: no KMS (SSE-S3/SSE-KMS answer 501; SSE-C works)
     auto_encryption: bool = False  # MINIO_KMS_AUTO_ENCRYPTION=on: SSE-S3 for plain writes
     bucket_config_ttl: float = 1.0  # TESSERA_GATEWAY_BUCKET_CONFIG_TTL (0 = ask every time)
@@ -145,6 +147,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="DEVELOPMENT/TESTS ONLY: store objects in this process's memory "
                         "(lost at exit); no storage nodes are used")
     p.add_argument("--log-level", help=f"debug|info|warning|error (env {ENV_LOG_LEVEL})")
+    p.add_argument("--scanner", action="store_true",
+                   help=f"run the background heal scanner here; one gateway of a cluster is "
+                        f"enough (env {ENV_SCANNER}=on)")
     return p
 
 
@@ -190,7 +195,9 @@ def load_config(argv: Sequence[str] | None = None,
         memory=args.memory, parity=parity,
         domains=_domains(args.domain or env.get(ENV_DOMAIN, "")),
         region=_region(args.region or env.get(ENV_REGION) or env.get(ENV_SITE_REGION)),
-        log_level=level, kms=kms, auto_encryption=auto_encryption,
+        log_level=level,
+        scanner=args.scanner or env.get(ENV_SCANNER, "").strip().lower() in ("on", "1", "true"),
+        kms=kms, auto_encryption=auto_encryption,
         bucket_config_ttl=_seconds(env, ENV_BUCKET_CONFIG_TTL, 1.0),
     )
 

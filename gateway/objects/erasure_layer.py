@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from common.endpoint_health import EndpointState
 from common.topology import Topology
@@ -59,6 +60,9 @@ from gateway.placement import Placement
 from gateway.storage_client import NodeTLS, Timeouts
 from proto import storage_pb2 as pb
 
+if TYPE_CHECKING:
+    from gateway.healing.service import HealService
+
 __all__ = ["ErasureObjectLayer", "LayerStatistics", "build_erasure_layer"]
 
 
@@ -79,6 +83,8 @@ class ErasureObjectLayer:
     def __init__(self, ctx: LayerContext, encryption: ObjectEncryption | None = None):
         self.ctx = ctx
         self.encryption = encryption or ObjectEncryption(None)
+        # the gateway's healing (gateway/healing/service.py), set by gateway/app.py
+        self.healer: HealService | None = None
 
     @property
     def heal_queue(self) -> HealQueue:

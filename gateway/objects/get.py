@@ -140,23 +140,30 @@ class _PartBlocks:
                 shards[waiting[0]] = data
         return shards
 
-    async def blocks(self) -> AsyncIterator[tuple[int, bytes]]:
+    async def shard_blocks(self) -> AsyncIterator[tuple[int, int, dict[int, bytes]]]:
+        """(block, stored length, k verified shards) for each block of the range."""
         geometry, k = self.r.geometry, self.r.geometry.data_shards
         for _ in range(min(k, len(self.spares))):
             self._start(self.spares.pop(0), self.first)
         try:
             for block in range(self.first, self.end):
                 length = geometry.block_length(self.part.stored_size, block)
-                shards = await self._block_shards(block, geometry.shard_length(length))
+                yield block, length, await self._block_shards(block,
+                                                              geometry.shard_length(length))
+        finally:
+            for source in self.active.values():
+                source.close()
+            await asyncio.gather(*(s.wait_closed() for s in self.active.values()))
+
+    async def blocks(self) -> AsyncIterator[tuple[int, bytes]]:
+        geometry, k = self.r.geometry, self.r.geometry.data_shards
+        async with contextlib.aclosing(self.shard_blocks()) as stream:
+            async for block, length, shards in stream:
                 if all(i in shards for i in range(k)):
                     data = b"".join(shards[i] for i in range(k))
                     yield block, data[:length] if len(data) != length else data
                 else:
                     yield block, await self.r.ctx.run(decode_block, geometry, shards, length)
-        finally:
-            for source in self.active.values():
-                source.close()
-            await asyncio.gather(*(s.wait_closed() for s in self.active.values()))
 
 
 class ErasureObjectReader:
@@ -222,6 +229,15 @@ class ErasureObjectReader:
                 offset += part.stored_size
         finally:
             self._report_damage()
+
+    async def part_shards(self, part: PartRecord) -> AsyncIterator[tuple[int, int,
+                                                                        dict[int, bytes]]]:
+        """Every block of one part as (block, stored length, k verified shards): healing
+        re-encodes only the missing shard indexes from them."""
+        count = self.geometry.block_count(part.stored_size)
+        async with contextlib.aclosing(_PartBlocks(self, part, 0, count).shard_blocks()) as it:
+            async for item in it:
+                yield item
 
     async def _part_range(self, part: PartRecord, lo: int, hi: int) -> AsyncIterator[bytes]:
         async for _, chunk in self._part_blocks(part, lo, hi):

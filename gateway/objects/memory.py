@@ -39,11 +39,12 @@ __all__ = ["MemoryObjectLayer"]
 
 _HASH_OFF_LOOP = 256 * 1024
 _sequence = itertools.count()
+_PROCESS_TAG = secrets.token_hex(4)
 
 
 def _version_id() -> str:
     """Time-ordered, unique within the process (like the UUIDv7 the real store uses)."""
-    return f"{time.time_ns():016x}-{next(_sequence):08x}-{secrets.token_hex(4)}"
+    return f"{time.time_ns():016x}-{next(_sequence):08x}-{_PROCESS_TAG}"
 
 
 @dataclass

@@ -80,7 +80,8 @@ class RequestBody:
         more = True
         while more:
             try:
-                message = await asyncio.wait_for(self._ctx.receive(), BODY_IDLE_TIMEOUT)
+                async with asyncio.timeout(BODY_IDLE_TIMEOUT):
+                    message = await self._ctx.receive()
             except TimeoutError:
                 raise S3Error("RequestTimeout") from None
             if message["type"] == "http.disconnect":

@@ -29,7 +29,7 @@ __all__ = ["S3Application"]
 log = logging.getLogger("tessera.gateway")
 access_log = logging.getLogger("tessera.gateway.access")
 
-HEALTH_PATHS = {"/minio/health/live", "/minio/health/ready"}
+HEALTH_PATHS = {"/minio/health/live", "/minio/health/ready", "/minio/health/cluster"}
 SERVER_NAME = b"Tessera"
 
 
@@ -81,9 +81,7 @@ class S3Application:
     async def _handle(self, ctx: Context) -> Response:
         req = ctx.req
         if req.path in HEALTH_PATHS and req.method in ("GET", "HEAD"):
-            # Unauthenticated, as MinIO's. Readiness answers like liveness until the object
-            # layer offers a probe of its own (write quorum reachable).
-            return Response(200, {"content-type": "text/plain"})
+            return await self._health(req.path)
         req.auth = verify_request(req.method, req.raw_path, req.query, req.headers,
                                   self.secrets, self.config.region,
                                   vhost_bucket=req.bucket if req.vhost else None)
@@ -91,6 +89,20 @@ class S3Application:
         req.operation = route.name
         _check_body_limit(req, route.max_body)
         return await route.handler(ctx)
+
+    async def _health(self, path: str) -> Response:
+        """Unauthenticated, GET and HEAD, as MinIO's. live and ready: this process serves
+        (MinIO learned that readiness tied to quorum keeps a forming cluster out of service).
+        cluster: every erasure set has its write quorum, else 503 (a layer without a probe,
+        like the in-memory one, is always whole)."""
+        headers = {"content-type": "text/plain"}
+        probe = getattr(self.layer, "probe_cluster", None)
+        if path != "/minio/health/cluster" or probe is None:
+            return Response(200, headers)
+        health = await probe()
+        if health.sets:
+            headers["x-minio-write-quorum"] = str(min(s.write_quorum for s in health.sets))
+        return Response(200 if health.ok else 503, headers)
 
     def _as_s3_error(self, exc: Exception, request_id: str) -> S3Error:
         if isinstance(exc, S3Error):

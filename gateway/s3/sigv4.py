@@ -8,6 +8,7 @@ the signature chain with.
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import hmac
 import re
@@ -173,11 +174,17 @@ def _check_scope(cred: _Credential, amz_date: str, region: str, error_code: str)
                       "The credential date does not match the request date.")
 
 
+_AMZ_DATE_RE = re.compile(r"^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$")
+
+
 def _parse_amz_date(value: str) -> float:
-    try:
-        return datetime.strptime(value, AMZ_DATE_FORMAT).replace(tzinfo=UTC).timestamp()
-    except ValueError:
-        raise S3Error("AccessDenied", "X-Amz-Date is not a valid timestamp.") from None
+    """Seconds since the epoch of a `20250101T000000Z` stamp (strptime costs ~40 us each)."""
+    match = _AMZ_DATE_RE.match(value)
+    if match:
+        year, month, day, hour, minute, second = map(int, match.groups())
+        if 1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 61:
+            return float(calendar.timegm((year, month, day, hour, minute, second)))
+    raise S3Error("AccessDenied", "X-Amz-Date is not a valid timestamp.")
 
 
 def _request_date(headers: Mapping[str, str]) -> str:

@@ -1,7 +1,9 @@
 """A running gateway for the S3 integration tests, on the backend `TESSERA_S3_BACKEND` names.
 
-- `memory` (default): `python -m gateway --memory` (HTTP + HTTPS) in a process of its own;
-- `cluster`: a real cluster from the launcher (6 nodes, 1 gateway, no KES).
+- `cluster` (default): a real cluster from the launcher (6 storage nodes, 1 gateway, no KES),
+  the gateway on the erasure-coded object layer;
+- `memory`: `python -m gateway --memory` (HTTP + HTTPS) in a process of its own; quicker while
+  iterating on the S3 front (`TESSERA_S3_BACKEND=memory`).
 
 Tests only see an `S3Endpoint` (URLs, credentials, CA) and talk through boto3, the aws cli, or
 raw HTTP signed with botocore, so they run unchanged on either backend. Every process started
@@ -139,7 +141,7 @@ def cluster_gateway(root: Path) -> Iterator[S3Endpoint]:
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
     """One gateway for the test module, on the configured backend."""
-    backend = os.environ.get("TESSERA_S3_BACKEND", "memory")
+    backend = os.environ.get("TESSERA_S3_BACKEND", "cluster")
     root = tmp_path_factory.mktemp("s3")
     factory = {"memory": memory_gateway, "cluster": cluster_gateway}.get(backend)
     if factory is None:

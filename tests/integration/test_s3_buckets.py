@@ -146,7 +146,8 @@ def test_method_not_allowed(s3):
     assert b"<Code>MethodNotAllowed</Code>" in resp.body
 
 
-@pytest.mark.parametrize("path", ["/minio/health/live", "/minio/health/ready"])
+@pytest.mark.parametrize("path", ["/minio/health/live", "/minio/health/ready",
+                                  "/minio/health/cluster"])
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 def test_health_is_unauthenticated(s3, path, method):
     host = urlsplit(s3.url).netloc

@@ -1,0 +1,195 @@
+"""End-to-end S3 throughput through a real gateway over a real 6-node cluster (EC 4+2, mTLS).
+
+PUT and GET at 4 KiB, 1 MiB and 64 MiB with 1 and 16 concurrent clients; ops/s, MB/s,
+p50/p99 latency, the gateway's peak RSS and CPU per GB, beside the one-core limit of the
+pipeline stages measured in the same run (`bench.limits`). Objects are not encrypted here;
+`bench/sse.py` compares the encryption modes. Each phase is bounded in time and bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from bench._s3client import S3Connection
+from bench.limits import MB, measure
+
+__all__ = ["run"]
+
+PHASE_SECONDS = float(os.environ.get("TESSERA_BENCH_SECONDS", "4"))
+MAX_PHASE_BYTES = 1536 << 20  # per PUT phase, so 64 MiB x 16 stays bounded on disk
+SIZES = ((4 << 10, "4 KiB"), (1 << 20, "1 MiB"), (64 << 20, "64 MiB"))
+CONCURRENCY = (1, 16)
+# Swift 2.30 with encryption on, same kind of machine (PERFORMANCE.md): op/s for 4 KiB, MB/s else
+SWIFT = {
+    ("PUT", 4 << 10, 1): 46, ("PUT", 4 << 10, 16): 65, ("GET", 4 << 10, 1): 104,
+    ("GET", 4 << 10, 16): 173, ("PUT", 1 << 20, 1): 29, ("PUT", 1 << 20, 16): 42,
+    ("GET", 1 << 20, 1): 82, ("GET", 1 << 20, 16): 135, ("PUT", 64 << 20, 1): 115,
+    ("PUT", 64 << 20, 16): 165, ("GET", 64 << 20, 1): 388, ("GET", 64 << 20, 16): 395,
+}
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _reset_peak_rss(pid: int) -> None:
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+class _Phase:
+    """Counts one timed phase: latencies, bytes, and CPU of the processes under test."""
+
+    def __init__(self, gateway_pid: int, node_pids: list[int]):
+        self.gateway_pid, self.node_pids = gateway_pid, node_pids
+        self.latencies: list[float] = []
+        self.bytes = 0
+
+    def __enter__(self) -> _Phase:
+        _reset_peak_rss(self.gateway_pid)
+        self.cpu_gateway = _cpu_seconds(self.gateway_pid)
+        self.cpu_nodes = sum(_cpu_seconds(p) for p in self.node_pids)
+        self.cpu_client = time.process_time()
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.elapsed = time.perf_counter() - self.started
+        self.cpu_gateway = _cpu_seconds(self.gateway_pid) - self.cpu_gateway
+        self.cpu_nodes = sum(_cpu_seconds(p) for p in self.node_pids) - self.cpu_nodes
+        self.cpu_client = time.process_time() - self.cpu_client
+        self.peak_rss = _peak_rss_mib(self.gateway_pid)
+
+    def row(self, op: str, size: int, label: str, clients: int, limit: float) -> dict:
+        ops = len(self.latencies)
+        mbps = self.bytes / self.elapsed / MB
+        gigabytes = max(self.bytes / 1e9, 1e-9)
+        lat = sorted(self.latencies)
+        swift = SWIFT.get((op, size, clients))
+        ours = ops / self.elapsed if size < (1 << 20) else mbps
+        return {
+            "op": op, "size": label, "clients": clients, "ops": ops,
+            "op/s": ops / self.elapsed, "MB/s": mbps,
+            "p50 ms": statistics.median(lat) * 1000 if lat else None,
+            "p99 ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000 if lat else None,
+            "gw peak RSS MiB": self.peak_rss,
+            "gw CPU s/GB": self.cpu_gateway / gigabytes,
+            "nodes CPU s/GB": self.cpu_nodes / gigabytes,
+            "client CPU %": 100 * self.cpu_client / self.elapsed,
+            "x 1-core pipeline": mbps / limit,
+            "x Swift": ours / swift if swift else None,
+        }
+
+
+async def _put_phase(conns: list[S3Connection], bucket: str, size: int, tag: str,
+                     phase: _Phase) -> list[str]:
+    payload = memoryview(os.urandom(size))
+    deadline = time.perf_counter() + PHASE_SECONDS
+    max_ops = max(len(conns), MAX_PHASE_BYTES // size)
+    keys: list[str] = []
+
+    async def worker(i: int, conn: S3Connection) -> None:
+        n = 0
+        while time.perf_counter() < deadline and len(keys) < max_ops:
+            key = f"{tag}/{i}/{n}"
+            t0 = time.perf_counter()
+            await conn.request("PUT", bucket, key, body=payload)
+            phase.latencies.append(time.perf_counter() - t0)
+            phase.bytes += size
+            keys.append(key)
+            n += 1
+
+    with phase:
+        await asyncio.gather(*(worker(i, c) for i, c in enumerate(conns)))
+    return keys
+
+
+async def _get_phase(conns: list[S3Connection], bucket: str, keys: list[str],
+                     phase: _Phase) -> None:
+    deadline = time.perf_counter() + PHASE_SECONDS
+    next_key = iter(range(10**9))
+
+    async def worker(conn: S3Connection) -> None:
+        while time.perf_counter() < deadline:
+            key = keys[next(next_key) % len(keys)]
+            t0 = time.perf_counter()
+            _, _, received = await conn.request("GET", bucket, key, sink=True)
+            phase.latencies.append(time.perf_counter() - t0)
+            phase.bytes += received
+
+    with phase:
+        await asyncio.gather(*(worker(c) for c in conns))
+
+
+async def _delete_all(conns: list[S3Connection], bucket: str, keys: list[str]) -> None:
+    async def worker(i: int, conn: S3Connection) -> None:
+        for key in keys[i :: len(conns)]:
+            await conn.request("DELETE", bucket, key)
+
+    await asyncio.gather(*(worker(i, c) for i, c in enumerate(conns)))
+
+
+async def _measure(cluster) -> list[dict]:
+    limits = measure()
+    # One core running every stage of the path back to back, per byte of object: PUT reads
+    # it from the client socket, MD5s it, zfec-encodes it, hashes and sends 1.5x of it to
+    # the nodes; GET receives it from the nodes, checks its hashes and sends it to the client.
+    tcp = limits.loopback_tcp
+    put_limit = 1 / (1 / limits.md5 + 1 / limits.zfec_encode_4_2 + 1.5 / limits.xxh3_128
+                     + 2.5 / tcp)
+    get_limit = 1 / (1 / limits.xxh3_128 + 2 / tcp)
+    gateway = cluster.by_role("gateway")[0]
+    host, port = gateway.address.rsplit(":", 1)
+    access, secret = cluster.credentials
+    node_pids = [r.pid for r in cluster.by_role("node")]
+    rows = []
+    setup = S3Connection(host, int(port), access, secret)
+    await setup.request("PUT", "bench")
+    for size, label in SIZES:
+        for clients in CONCURRENCY:
+            conns = [S3Connection(host, int(port), access, secret) for _ in range(clients)]
+            put = _Phase(gateway.pid, node_pids)
+            keys = await _put_phase(conns, "bench", size, f"{label}-{clients}", put)
+            rows.append(put.row("PUT", size, label, clients, put_limit))
+            get = _Phase(gateway.pid, node_pids)
+            await _get_phase(conns, "bench", keys, get)
+            rows.append(get.row("GET", size, label, clients, get_limit))
+            await _delete_all(conns, "bench", keys)
+            for c in conns:
+                await c.close()
+    await setup.close()
+    return rows
+
+
+def run() -> list[dict]:
+    from cluster.launcher import Cluster, ClusterSpec
+
+    with tempfile.TemporaryDirectory(prefix="tessera-bench-") as tmp:
+        cluster = Cluster(Path(tmp))
+        try:
+            cluster.up(ClusterSpec(nodes=6, gateways=1, kes=0, parity=2, ports="auto"),
+                       log=lambda _line: None)
+            return asyncio.run(_measure(cluster))
+        finally:
+            cluster.down()
+
+
+if __name__ == "__main__":
+    from bench.__main__ import format_table
+
+    print(format_table(run()))
