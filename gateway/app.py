@@ -3,9 +3,9 @@ the S3 application.
 
 `build_object_layer` is the single seam where a backend is chosen: `--memory` gives the
 in-process `MemoryObjectLayer` (development and tests only); otherwise the erasure-coded layer
-over the storage nodes named by `--topology` (gateway/objects/erasure_layer.py), encrypting
-with keys from the KES pool of `MINIO_KMS_KES_*` (gateway/kes_kms.py), and with its healing
-service (`layer.healer`: durable queue in `--state-dir`, worker, optional scanner).
+over the storage nodes named by `--topology` (gateway/objects/erasure_layer.py), with its
+healing service (`layer.healer`: durable queue in `--state-dir`, worker, optional scanner),
+encrypting with keys from the KES pool of `MINIO_KMS_KES_*` (gateway/kes_kms.py).
 """
 
 from __future__ import annotations
@@ -63,8 +63,7 @@ def build_object_layer(config: GatewayConfig,
     queue = open_heal_queue(config.state_dir, heal_config)
     layer = build_erasure_layer(config.topology, node_cert=config.node_cert,
                                 node_key=config.node_key, node_ca=config.node_ca,
-                                parity=config.parity, heal_queue=queue,
-                                encryption=encryption)
+                                parity=config.parity, heal_queue=queue, encryption=encryption)
     layer.healer = HealService(layer.ctx, queue, heal_config)
     return layer
 

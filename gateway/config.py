@@ -106,10 +106,10 @@ class GatewayConfig:
     domains: tuple[str, ...] = ()  # virtual-host-style bucket domains (MINIO_DOMAIN)
     region: str = DEFAULT_REGION  # region in the SigV4 credential scope
     log_level: str = "info"
+    scanner: bool = False  # run the background heal scanner (one gateway per cluster)
     kms: KMSSettings | None = None  # None: no KMS (SSE-S3/SSE-KMS answer 501; SSE-C works)
     auto_encryption: bool = False  # MINIO_KMS_AUTO_ENCRYPTION=on: SSE-S3 for plain writes
     bucket_config_ttl: float = 1.0  # TESSERA_GATEWAY_BUCKET_CONFIG_TTL (0 = ask every time)
-    scanner: bool = False  # run the background heal scanner (one gateway per cluster)
     prometheus_auth: str = "jwt"  # MINIO_PROMETHEUS_AUTH_TYPE: jwt (bearer token) or public
 
     def parity_for(self, set_size: int) -> int:
@@ -201,10 +201,11 @@ def load_config(argv: Sequence[str] | None = None,
         memory=args.memory, parity=parity,
         domains=_domains(args.domain or env.get(ENV_DOMAIN, "")),
         region=_region(args.region or env.get(ENV_REGION) or env.get(ENV_SITE_REGION)),
-        log_level=level, kms=kms, auto_encryption=auto_encryption,
+        log_level=level,
+        scanner=args.scanner or env.get(ENV_SCANNER, "").strip().lower() in ("on", "1", "true"),
+        kms=kms, auto_encryption=auto_encryption,
         bucket_config_ttl=_seconds(env, ENV_BUCKET_CONFIG_TTL, 1.0),
         prometheus_auth=prometheus_auth,
-        scanner=args.scanner or env.get(ENV_SCANNER, "").strip().lower() in ("on", "1", "true"),
     )
 
 

@@ -234,7 +234,8 @@ class DecryptingReader:
                 decryptor, out = await self._rebuild(seg, index, delivered)
             delivered += len(out)
             if out:
-                yield bytes(out)
+                # a fresh bytearray no one else holds: sent as is, saving a 1 MiB copy a block
+                yield out  # type: ignore[misc]
 
     async def _rebuild(self, seg: PartSegment, index: int,
                        delivered: int) -> tuple[PackageDecryptor, bytearray]:

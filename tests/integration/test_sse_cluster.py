@@ -198,6 +198,7 @@ def test_ssec_object_needs_its_own_key(s3, client):
     assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
     got = client.get_object(Bucket=bucket, Key="c", **customer(KEY_C))["Body"].read()
     assert got == b"customer data"
+    assert client.get_object_acl(Bucket=bucket, Key="c")["Grants"]  # needs no key
 
 
 def _raw_put(s3: S3Endpoint, path: str, headers: dict[str, str], *, https: bool = True):

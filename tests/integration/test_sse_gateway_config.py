@@ -174,3 +174,15 @@ def test_rotation_rewraps_keys_and_the_old_kes_key_can_go(cluster, client, tmp_p
     missing = run_rotate("--cluster", root, "--bucket", "rot", "--to-key", "no-such-key",
                          "--checkpoint", str(tmp_path / "cp.json"))
     assert missing.returncode == 1 and "does not exist" in missing.stderr
+
+
+def test_a_missing_default_key_is_created_at_start(cluster, tmp_path):
+    assert "fresh-default" not in kes_admin(cluster, "list_keys")
+    with extra_gateway(cluster, tmp_path / "gw", {"MINIO_KMS_KES_KEY_NAME": "fresh-default"}) \
+            as fresh:
+        assert "fresh-default" in kes_admin(cluster, "list_keys")  # MinIO's start-up rule
+        other = fresh.client()
+        other.create_bucket(Bucket="fresh")
+        put = other.put_object(Bucket="fresh", Key="k", Body=b"x")  # auto-encryption is on
+        assert put["ServerSideEncryption"] == "AES256"
+        assert other.get_object(Bucket="fresh", Key="k")["Body"].read() == b"x"

@@ -8,7 +8,7 @@ from gateway.crypto.policy import (
     parse_bucket_encryption,
     render_bucket_encryption,
 )
-from gateway.objects.errors import KMSKeyNotFound, KMSNotConfigured
+from gateway.objects.errors import KMSKeyNotFound, KMSNotConfigured, SSECKeyRequired
 
 from ..body import read_small_body
 from ..errors import S3Error
@@ -54,6 +54,7 @@ async def create_bucket(ctx: Context) -> Response:
                           f"The location constraint {location!r} does not match this "
                           f"server's region {ctx.config.region!r}.")
     await ctx.layer.make_bucket(bucket)
+    ctx.sse.defaults.forget(bucket)  # a bucket of that name may have had a default lately
     return Response(200, {"location": f"/{bucket}"})
 
 
@@ -63,7 +64,9 @@ async def head_bucket(ctx: Context) -> Response:
 
 
 async def delete_bucket(ctx: Context) -> Response:
-    await ctx.layer.delete_bucket(bucket_of(ctx))
+    bucket = bucket_of(ctx)
+    await ctx.layer.delete_bucket(bucket)
+    ctx.sse.defaults.forget(bucket)
     return Response(204)
 
 
@@ -83,8 +86,11 @@ async def get_acl(ctx: Context) -> Response:
     """The only ACL we have: the owner holds FULL_CONTROL (s3cmd and some SDKs ask)."""
     bucket = bucket_of(ctx)
     if ctx.req.key is not None:
-        reader = await ctx.layer.open_object(bucket, ctx.req.key)
-        await reader.close()
+        try:
+            reader = await ctx.layer.open_object(bucket, ctx.req.key)
+            await reader.close()
+        except SSECKeyRequired:
+            pass  # it exists; reading its ACL needs no customer key
     else:
         await ctx.layer.head_bucket(bucket)
     root = Element("AccessControlPolicy")
