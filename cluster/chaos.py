@@ -258,7 +258,11 @@ class ChaosLoad:
         def create(client: Any) -> None:
             with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
                 client.create_bucket(Bucket=self.spec.bucket)
-        self._call(create, https=False)
+
+        def ensure() -> bool:
+            self._call(create, https=False)
+            return True
+        self._timed("create-bucket", ensure)
 
     def _operation(self, op: str) -> None:
         if op == "list":
