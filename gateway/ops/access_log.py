@@ -11,17 +11,17 @@ What is never in it: header values (Authorization, SSE-C keys, checksums), query
 from __future__ import annotations
 
 import logging
+import re
 
 __all__ = ["format_line", "log_request"]
 
 access_log = logging.getLogger("tessera.gateway.access")
 
-_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-                   "-_./:,@+%")
+_NEEDS_QUOTES = re.compile(r"[^A-Za-z0-9\-_./:,@+%]")
 
 
 def _value(text: str) -> str:
-    if text and all(c in _PLAIN for c in text):
+    if text and not _NEEDS_QUOTES.search(text):
         return text
     escaped = (text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
                .replace("\r", "\\r").replace("\t", "\\t"))
@@ -31,7 +31,8 @@ def _value(text: str) -> str:
 
 
 def format_line(fields: dict[str, object]) -> str:
-    return " ".join(f"{name}={_value(str(value))}" for name, value in fields.items())
+    return " ".join(f"{name}={value}" if type(value) is int else f"{name}={_value(str(value))}"
+                    for name, value in fields.items())
 
 
 def log_request(fields: dict[str, object], level: int = logging.INFO) -> None:

@@ -82,17 +82,27 @@ class GatewayMetrics:
         self.latency = Histogram("tessera_s3_request_duration_seconds", "Time from the "
                                  "request's arrival to its last byte sent, by API", ["api"],
                                  buckets=LATENCY_BUCKETS, registry=r)
+        self._counts: dict[tuple[str, int], Any] = {}
+        self._per_api: dict[str, tuple[Any, Any, Any]] = {}
         self.in_flight = Gauge("tessera_s3_requests_in_flight", "S3 requests being served",
                                registry=r)
         r.register(_ScrapeCollector(self))
 
     def observe(self, api: str, status: int, received: int, sent: int, seconds: float) -> None:
-        self.requests.labels(api, str(status)).inc()
+        # label children are cached: `labels()` costs more than the update itself
+        count = self._counts.get((api, status))
+        if count is None:
+            count = self._counts[(api, status)] = self.requests.labels(api, str(status))
+        count.inc()
+        children = self._per_api.get(api)
+        if children is None:
+            children = self._per_api[api] = (self.received.labels(api), self.sent.labels(api),
+                                             self.latency.labels(api))
         if received:
-            self.received.labels(api).inc(received)
+            children[0].inc(received)
         if sent:
-            self.sent.labels(api).inc(sent)
-        self.latency.labels(api).observe(seconds)
+            children[1].inc(sent)
+        children[2].observe(seconds)
 
     def render(self, snapshot: HealthSnapshot | None) -> bytes:
         """The text exposition, with cluster gauges from `snapshot`."""
