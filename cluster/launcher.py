@@ -21,7 +21,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +72,18 @@ class ClusterSpec:
     # the launcher's own environment are passed through as well.
     gateway_env: dict[str, str] = field(default_factory=dict)
     ready_timeout: float = 60.0
+
+
+# the cluster's own settings for these always win over the launcher's environment
+_NOT_PASSED = ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "MINIO_KMS_KES_ENDPOINT",
+               "MINIO_KMS_KES_CERT_FILE", "MINIO_KMS_KES_KEY_FILE", "MINIO_KMS_KES_CAPATH",
+               "MINIO_KMS_KES_KEY_NAME", "MINIO_KMS_KES_API_KEY", "MINIO_KMS_KES_KEY_PASSWORD")
+
+
+def _passthrough(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """MINIO_* settings of the launcher's environment that gateways inherit."""
+    return {k: v for k, v in (os.environ if environ is None else environ).items()
+            if k.startswith("MINIO_") and k not in _NOT_PASSED}
 
 
 def _free_port() -> int:
@@ -236,17 +248,18 @@ class Cluster:
             if i == 0:
                 argv.append("--scanner")  # one heal scanner per cluster is enough
             env = self._gateway_env(spec, kes_endpoints)
+            passed = sorted(set(_passthrough()) - set(spec.gateway_env))
             records.append(ProcessRecord("gateway", name, address, argv, self._log(name),
                                          data_dir=str(state), cert=str(pair.cert),
-                                         key=str(pair.key), env=env, extra={"https": https}))
+                                         key=str(pair.key), env=env,
+                                         extra={"https": https, "passthrough": passed}))
         self.records = records
 
     def _log(self, name: str) -> str:
         return str(self.root / "logs" / f"{name}.log")
 
     def _gateway_env(self, spec: ClusterSpec, kes_endpoints: list[str]) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if k.startswith("MINIO_") and k not in ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD")}
+        env = _passthrough()
         if spec.parity is not None:
             env.setdefault("MINIO_STORAGE_CLASS_STANDARD", f"EC:{spec.parity}")
         if kes_endpoints:
@@ -291,9 +304,11 @@ class Cluster:
         """Start every process that is not running; plan the cluster on first use."""
         if not self.records:
             self._plan(spec or ClusterSpec())
-        elif spec and spec.gateway_env:
-            for gw in self.by_role("gateway"):
-                gw.env.update(spec.gateway_env)
+        else:
+            self._refresh_passthrough(log)
+            if spec and spec.gateway_env:
+                for gw in self.by_role("gateway"):
+                    gw.env.update(spec.gateway_env)
         self._save()
         running = [r for r in self.records if is_alive(r)]
         if len(running) == len(self.records):
@@ -311,6 +326,28 @@ class Cluster:
                 self.wait_healthy(r.name, timeout)
         self._write_env()
         self._save()
+
+    def _refresh_passthrough(self, log: Callable[[str], None]) -> None:
+        """Gateways about to start get the MINIO_* settings of this environment (e.g.
+        `MINIO_KMS_AUTO_ENCRYPTION=on make cluster` after a `make cluster-down`); running
+        ones keep theirs, with a hint when they differ."""
+        current = _passthrough()
+        parity = self.meta.get("spec", {}).get("parity")
+        for gw in self.by_role("gateway"):
+            # clusters planned before passthrough was recorded: every MINIO_* came from it
+            before = gw.extra.get("passthrough", [k for k in gw.env if k in _passthrough(gw.env)])
+            env = {k: v for k, v in gw.env.items() if k not in before}
+            env.update(current)
+            if parity is not None:
+                env.setdefault("MINIO_STORAGE_CLASS_STANDARD", f"EC:{parity}")
+            if env == gw.env:
+                continue
+            if is_alive(gw):
+                log(f"{gw.name} is running with other MINIO_* settings than this "
+                    "environment's; stop the cluster first to apply them")
+                continue
+            gw.env = env
+            gw.extra["passthrough"] = sorted(current)
 
     def _spawn(self, record: ProcessRecord) -> None:
         secret_env = {}

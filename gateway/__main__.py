@@ -33,9 +33,17 @@ def _servers(config: GatewayConfig, app: object) -> list:
 
 
 async def _serve(config: GatewayConfig) -> int:
-    from gateway.app import build_app
+    from gateway.app import build_gateway
 
-    app = build_app(config)
+    gateway = build_gateway(config)
+    try:
+        await gateway.start()
+        return await _run(config, gateway.app)
+    finally:
+        await gateway.close()
+
+
+async def _run(config: GatewayConfig, app: object) -> int:
     servers = _servers(config, app)
 
     def stop() -> None:

@@ -2,7 +2,9 @@
 
 Names a MinIO operator already uses work unchanged (`MINIO_ROOT_USER`, `MINIO_ROOT_PASSWORD`,
 the older `MINIO_ACCESS_KEY` / `MINIO_SECRET_KEY`, `MINIO_STORAGE_CLASS_STANDARD`,
-`MINIO_DOMAIN`, `MINIO_REGION`); our own names use the `TESSERA_GATEWAY_` prefix. A missing or
+`MINIO_DOMAIN`, `MINIO_REGION`, the KMS set `MINIO_KMS_KES_*` and
+`MINIO_KMS_AUTO_ENCRYPTION`); our own names use the `TESSERA_GATEWAY_` / `TESSERA_KMS_`
+prefixes. A missing or
 bad setting raises `ConfigError` whose message is the single line printed at start-up.
 """
 
@@ -17,6 +19,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.topology import Topology, TopologyError
+from gateway.crypto.cache import DataKeyCacheConfig
+from gateway.crypto.kms import valid_key_name
+from gateway.crypto.policy import auto_encryption_from_env
+from kes.client import (
+    ENV_API_KEY,
+    ENV_CAPATH,
+    ENV_CERT_FILE,
+    ENV_ENDPOINT,
+    ENV_KEY_FILE,
+    ENV_KEY_NAME,
+    KESConfig,
+    client_ssl_context,
+)
 
 __all__ = [
     "ENV_ACCESS_KEY",
@@ -28,7 +43,9 @@ __all__ = [
     "ENV_STORAGE_CLASS_STANDARD",
     "ConfigError",
     "GatewayConfig",
+    "KMSSettings",
     "default_parity",
+    "kms_settings_from_env",
     "load_config",
 ]
 
@@ -43,6 +60,9 @@ ENV_SITE_REGION = "MINIO_SITE_REGION"  # MinIO's newer name for the same
 ENV_LISTEN = "TESSERA_GATEWAY_LISTEN"
 ENV_TLS_LISTEN = "TESSERA_GATEWAY_TLS_LISTEN"
 ENV_LOG_LEVEL = "TESSERA_GATEWAY_LOG_LEVEL"
+# seconds a gateway trusts its copy of a bucket's default encryption (other gateways' changes
+# show after at most this long; its own at once)
+ENV_BUCKET_CONFIG_TTL = "TESSERA_GATEWAY_BUCKET_CONFIG_TTL"
 ENV_SCANNER = "TESSERA_GATEWAY_SCANNER"  # "on": this gateway runs the heal scanner
 SECRET_FILE_SUFFIX = "_FILE"  # e.g. MINIO_ROOT_PASSWORD_FILE=/run/secrets/password
 
@@ -51,6 +71,18 @@ DEFAULT_REGION = "us-east-1"
 
 class ConfigError(ValueError):
     """A setting is missing or invalid; the message is one line naming the setting."""
+
+
+@dataclass(frozen=True)
+class KMSSettings:
+    """How the gateway reaches KES (MINIO_KMS_KES_*) and what it caches (TESSERA_KMS_*)."""
+
+    kes: KESConfig
+    cache: DataKeyCacheConfig = field(default_factory=DataKeyCacheConfig)
+
+    @property
+    def default_key(self) -> str:
+        return self.kes.key_name
 
 
 @dataclass(frozen=True)
@@ -74,6 +106,9 @@ class GatewayConfig:
     region: str = DEFAULT_REGION  # region in the SigV4 credential scope
     log_level: str = "info"
     scanner: bool = False  # run the background heal scanner (one gateway per cluster)
+    kms: KMSSettings | None = None  # None: no KMS (SSE-S3/SSE-KMS answer 501; SSE-C works)
+    auto_encryption: bool = False  # MINIO_KMS_AUTO_ENCRYPTION=on: SSE-S3 for plain writes
+    bucket_config_ttl: float = 1.0  # TESSERA_GATEWAY_BUCKET_CONFIG_TTL (0 = ask every time)
 
     def parity_for(self, set_size: int) -> int:
         """Parity shards per erasure set: the configured EC:n, else MinIO's default."""
@@ -141,6 +176,14 @@ def load_config(argv: Sequence[str] | None = None,
                 _path(args.node_ca, "--node-ca")]
     if any(node_tls) and not all(node_tls):
         raise ConfigError("--node-cert, --node-key and --node-ca go together")
+    kms = kms_settings_from_env(env)
+    try:
+        auto_encryption = auto_encryption_from_env(env, kms_configured=kms is not None)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if args.memory and (kms is not None or auto_encryption):
+        raise ConfigError("--memory is a development backend that never encrypts: unset "
+                          f"{ENV_ENDPOINT} and MINIO_KMS_AUTO_ENCRYPTION")
     level = (args.log_level or env.get(ENV_LOG_LEVEL) or "info").lower()
     if level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log level {level!r} is not one of debug, info, warning, error")
@@ -154,7 +197,58 @@ def load_config(argv: Sequence[str] | None = None,
         region=_region(args.region or env.get(ENV_REGION) or env.get(ENV_SITE_REGION)),
         log_level=level,
         scanner=args.scanner or env.get(ENV_SCANNER, "").strip().lower() in ("on", "1", "true"),
+        kms=kms, auto_encryption=auto_encryption,
+        bucket_config_ttl=_seconds(env, ENV_BUCKET_CONFIG_TTL, 1.0),
     )
+
+
+_KMS_VARIABLES = (ENV_CERT_FILE, ENV_KEY_FILE, ENV_CAPATH, ENV_KEY_NAME, ENV_API_KEY)
+
+
+def kms_settings_from_env(env: Mapping[str, str]) -> KMSSettings | None:
+    """The KMS from MINIO_KMS_KES_* (None when no endpoint is set); ConfigError names the
+    variable that is missing or wrong."""
+    if not env.get(ENV_ENDPOINT, "").strip():
+        stray = [name for name in _KMS_VARIABLES if env.get(name)]
+        if stray:
+            raise ConfigError(f"{stray[0]} is set but {ENV_ENDPOINT} is not: set the KES "
+                              "endpoint(s) too, or unset the MINIO_KMS_KES_* variables")
+        return None
+    try:
+        kes = KESConfig.from_env(env)
+        cache = DataKeyCacheConfig.from_env(env)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if not kes.key_name:
+        raise ConfigError(f"{ENV_KEY_NAME} is not set: it names the KMS default key")
+    if not valid_key_name(kes.key_name):
+        raise ConfigError(f"{ENV_KEY_NAME}={kes.key_name!r} is not a valid KES key name")
+    if not (kes.api_key or kes.cert_file):
+        raise ConfigError(f"{ENV_CERT_FILE} and {ENV_KEY_FILE} (or {ENV_API_KEY}) are "
+                          "required to authenticate to KES")
+    for name, value in ((ENV_CERT_FILE, kes.cert_file), (ENV_KEY_FILE, kes.key_file),
+                        (ENV_CAPATH, kes.capath)):
+        if value and not Path(value).exists():
+            raise ConfigError(f"{name}: {value} does not exist")
+    try:
+        client_ssl_context(kes)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise ConfigError(f"{ENV_CERT_FILE}/{ENV_KEY_FILE}/{ENV_CAPATH}: cannot load: "
+                          f"{getattr(exc, 'reason', None) or exc}") from None
+    return KMSSettings(kes, cache)
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, not {text!r}") from None
+    if not 0 <= value <= 3600:
+        raise ConfigError(f"{name} must be between 0 and 3600 seconds")
+    return value
 
 
 def _secret_env(env: Mapping[str, str], name: str) -> str | None:

@@ -2,11 +2,12 @@
 SSE requests (MinIO measured one extra round trip per PUT costing ~50% of throughput).
 
 Two halves, both bounded by age and by entry count (LRU):
-- generate: a data key for (key id, context) is handed out for at most `max_age` seconds
-  and `max_objects` objects, like the AWS Encryption SDK's caching manager. It only helps
-  when contexts repeat, i.e. with the "bucket" context scope (kms.kms_context).
-- decrypt: (key id, ciphertext, context) -> plaintext, so repeated GETs (and listings that
-  unseal ETags) skip KES, and reads go on through a short KES outage.
+- generate (opt-in, off by default): a data key for (key id, context) is handed out for at
+  most `max_age` seconds and `max_objects` objects, like the AWS Encryption SDK's caching
+  manager. It only helps when contexts repeat, i.e. with the "bucket" context scope
+  (kms.kms_context); by default every object gets its own KES generate (MinIO's binding).
+- decrypt (on by default): (key id, ciphertext, context) -> plaintext, so repeated GETs
+  (and listings that unseal ETags) skip KES, and reads go on through a short KES outage.
 Concurrent misses for the same entry share one KMS call. The trade-off is written down in
 docs/design/encryption.md.
 """
@@ -20,46 +21,86 @@ from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from gateway.crypto.kms import KMS, DataKey
+from gateway.crypto.kms import KMS, ContextScope, DataKey
 
 __all__ = ["CacheStatistics", "CachingKMS", "DataKeyCacheConfig"]
 
 T = TypeVar("T")
+N = TypeVar("N", int, float)
 
-ENV_CACHE = "TESSERA_KMS_CACHE"
+ENV_DATA_KEY_CACHE = "TESSERA_KMS_DATA_KEY_CACHE"
 ENV_MAX_AGE = "TESSERA_KMS_CACHE_MAX_AGE"
 ENV_MAX_OBJECTS = "TESSERA_KMS_CACHE_MAX_OBJECTS"
+ENV_DECRYPT_CACHE = "TESSERA_KMS_DECRYPT_CACHE"
 ENV_DECRYPT_MAX_AGE = "TESSERA_KMS_CACHE_DECRYPT_MAX_AGE"
 ENV_MAX_ENTRIES = "TESSERA_KMS_CACHE_MAX_ENTRIES"
 
 
 @dataclass(frozen=True)
 class DataKeyCacheConfig:
-    """Bounds of the data-key cache (all > 0; `enabled=False` bypasses it entirely)."""
+    """What the data-key cache may keep, and for how long (every bound > 0).
 
-    enabled: bool = True  # TESSERA_KMS_CACHE=on|off
+    generate: share one generated data key among new objects of a bucket (opt-in:
+        TESSERA_KMS_DATA_KEY_CACHE=bucket, which also selects the "bucket" KES context
+        scope). Off (the default) = MinIO's binding: one KES generate per object, with the
+        object named in its context.
+    decrypt: remember unsealed data keys for reads (TESSERA_KMS_DECRYPT_CACHE, default on).
+    """
+
+    generate: bool = False
     max_age: float = 60.0  # s a generated data key is used for new objects
     max_objects: int = 4096  # objects sealed under one generated data key
-    decrypt_max_age: float = 300.0  # s a decrypted data key is remembered
+    decrypt: bool = True
+    decrypt_max_age: float = 60.0  # s an unsealed data key is remembered
     max_entries: int = 10_000  # per half; least recently used entries go first
+
+    @property
+    def scope(self) -> ContextScope:
+        """The KES context scope new objects get under this configuration."""
+        return "bucket" if self.generate else "object"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> DataKeyCacheConfig:
-        """Reads the TESSERA_KMS_CACHE* variables; raises ValueError on a bad value."""
-        enabled = environ.get(ENV_CACHE, "on").lower()
-        if enabled not in ("on", "off"):
-            raise ValueError(f"{ENV_CACHE} must be 'on' or 'off', not {enabled!r}")
+        """Reads the TESSERA_KMS_* cache variables; raises ValueError (one line) on a bad one."""
+        generate = _choice(environ, ENV_DATA_KEY_CACHE, "off", ("off", "bucket"))
+        decrypt = _choice(environ, ENV_DECRYPT_CACHE, "on", ("on", "off"))
         config = cls(
-            enabled=enabled == "on",
-            max_age=float(environ.get(ENV_MAX_AGE, cls.max_age)),
-            max_objects=int(environ.get(ENV_MAX_OBJECTS, cls.max_objects)),
-            decrypt_max_age=float(environ.get(ENV_DECRYPT_MAX_AGE, cls.decrypt_max_age)),
-            max_entries=int(environ.get(ENV_MAX_ENTRIES, cls.max_entries)),
+            generate=generate == "bucket",
+            max_age=_number(environ, ENV_MAX_AGE, cls.max_age, float),
+            max_objects=_number(environ, ENV_MAX_OBJECTS, cls.max_objects, int),
+            decrypt=decrypt == "on",
+            decrypt_max_age=_number(environ, ENV_DECRYPT_MAX_AGE, cls.decrypt_max_age, float),
+            max_entries=_number(environ, ENV_MAX_ENTRIES, cls.max_entries, int),
         )
-        if min(config.max_age, config.max_objects, config.decrypt_max_age,
-               config.max_entries) <= 0:
-            raise ValueError("data-key cache bounds must be positive")
         return config
+
+    def describe(self) -> str:
+        """One line for the start-up log."""
+        generate = (f"bucket-scope data keys (<= {self.max_age:g}s, <= {self.max_objects} "
+                    "objects each)" if self.generate else "one data key per object")
+        decrypt = (f"unsealed keys kept <= {self.decrypt_max_age:g}s" if self.decrypt
+                   else "no read cache")
+        return f"{generate}; {decrypt}; <= {self.max_entries} entries per cache"
+
+
+def _choice(environ: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = environ.get(name, default).strip().lower() or default
+    if value not in allowed:
+        raise ValueError(f"{name} must be {' or '.join(allowed)}, not {value!r}")
+    return value
+
+
+def _number(environ: Mapping[str, str], name: str, default: N, kind: type[N]) -> N:
+    text = environ.get(name)
+    if text is None or not text.strip():
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, not {text!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, not {text!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -152,8 +193,11 @@ class CachingKMS:
         return self.kms.default_key_id
 
     async def generate_key(self, key_id: str, context: bytes) -> DataKey:
-        if not self.config.enabled:
-            return await self.kms.generate_key(key_id, context)
+        if not self.config.generate:
+            data_key = DataKey(*await self.kms.generate_key(key_id, context))
+            if self.config.decrypt:  # a PUT is often read back soon
+                self._remember_decrypted((key_id, data_key.ciphertext, context), data_key)
+            return data_key
         cache_key = (key_id, context)
         entry = self._generated.get(cache_key)
         if entry is not None and self._usable(entry):
@@ -176,8 +220,8 @@ class CachingKMS:
     async def _generate(self, cache_key: tuple[str, bytes]) -> DataKey:
         data_key = DataKey(*await self.kms.generate_key(*cache_key))
         self._generated.put(cache_key, _Entry(data_key, self._clock()))
-        # Remember the plaintext for reads of the objects about to be sealed under it.
-        self._remember_decrypted((cache_key[0], data_key.ciphertext, cache_key[1]), data_key)
+        if self.config.decrypt:  # for reads of the objects about to be sealed under it
+            self._remember_decrypted((cache_key[0], data_key.ciphertext, cache_key[1]), data_key)
         return data_key
 
     def _usable(self, entry: _Entry) -> bool:
@@ -185,7 +229,7 @@ class CachingKMS:
         return fresh and entry.uses < self.config.max_objects
 
     async def decrypt(self, key_id: str, ciphertext: bytes, context: bytes) -> bytes:
-        if not self.config.enabled:
+        if not self.config.decrypt:
             return await self.kms.decrypt(key_id, ciphertext, context)
         cache_key = (key_id, ciphertext, context)
         entry = self._decrypted.get(cache_key)

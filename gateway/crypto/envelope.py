@@ -56,12 +56,12 @@ class SealedObject:
 class ObjectEncryption:
     """Seals and opens object keys. `kms` None = no KMS configured (SSE-C still works).
 
-    scope: how new objects' KES contexts are built ("bucket" lets the CachingKMS reuse a
-    data key across objects; "object" is MinIO's per-object context). Stored per object, so
-    changing it never breaks reads.
+    scope: how new objects' KES contexts are built ("object", the default, is MinIO's
+    per-object context; "bucket" lets the CachingKMS reuse a data key across objects).
+    Stored per object, so changing it never breaks reads.
     """
 
-    def __init__(self, kms: KMS | None, *, scope: ContextScope = "bucket") -> None:
+    def __init__(self, kms: KMS | None, *, scope: ContextScope = "object") -> None:
         self.kms = kms
         self.scope = scope
 
@@ -90,7 +90,8 @@ class ObjectEncryption:
             )
             return EncryptionMetadata(mode="SSE-C", sealed_key=sealed)
         kms = self._require_kms()
-        key_id = (sse.kms_key_id if sse.mode == "SSE-KMS" else None) or kms.default_key_id
+        # SSE-S3 requests never name a key; rotation may move an SSE-S3 object to another one
+        key_id = sse.kms_key_id or kms.default_key_id
         client_context = None
         if sse.mode == "SSE-KMS" and sse.kms_context is not None:
             client_context = dict(sse.kms_context)

@@ -200,9 +200,13 @@ class ObjectLayer(Protocol):
     ) -> ListPage: ...
 
     async def update_metadata(
-        self, bucket: str, key: str, version_id: str, *, rewrap: SSEParams | None = None
+        self, bucket: str, key: str, version_id: str, *, rewrap: SSEParams | None = None,
+        sse_c: SSECustomerKey | None = None, metadata: PutMetadata | None = None,
     ) -> ObjectInfo:
-        """Re-seals an object's key under another KMS key, in place (key rotation)."""
+        """Rewrites one version's metadata in place, its data untouched: `rewrap` re-seals an
+        encrypted object's key exactly as asked (key rotation, or a CopyObject onto itself
+        that changes the encryption; `sse_c` is its current customer key when SSE-C);
+        `metadata` replaces the user metadata and sets the modification time to now."""
         ...
 
     # multipart

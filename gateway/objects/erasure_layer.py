@@ -2,34 +2,39 @@
 factory the gateway's entry point uses to build it.
 
 Each operation lives in its own module (put, get, listing, multipart, buckets); this class
-wires them to one shared `LayerContext`. Encryption plugs in at two seams: `put_stream`'s
-sealer (plaintext blocks -> stored blocks, plus an opaque record kept in the metadata) and the
-reader's `stream_stored` (the stored bytes of any range). Until gateway/crypto is wired in,
-requests that need encryption get KMSNotConfigured.
+wires them to one shared `LayerContext`. Encryption (gateway/objects/encryption.py, over
+gateway/crypto) plugs in at the seams: `put_stream`'s sealer and record, the reader's
+`stored_part_blocks` / `rebuild_block`, the listing's `finish`, and `rewrite_metadata`.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from common.endpoint_health import EndpointState
 from common.topology import Topology
+from gateway.crypto.envelope import ObjectEncryption, check_unencrypted_read, object_encryptor
+from gateway.crypto.metadata import EncryptionMetadata
 from gateway.erasure import tune_malloc
 from gateway.heal_queue import HealQueue, HealQueueStatistics, MemoryHealQueue
 from gateway.node_pool import NodePool
 from gateway.objects import buckets, listing, multipart, put
 from gateway.objects import errors as oe
 from gateway.objects.api import (
+    MAX_PART_NUMBER,
     BodyStream,
     BucketInfo,
     CompletedPart,
     ListPage,
     ObjectInfo,
+    ObjectReader,
     PartInfo,
     PutMetadata,
     SSECustomerKey,
@@ -37,6 +42,15 @@ from gateway.objects.api import (
     UploadInfo,
 )
 from gateway.objects.context import LayerContext
+from gateway.objects.encryption import (
+    EncryptingSealer,
+    ObjectSealing,
+    client_etag,
+    encrypted_reader,
+    open_upload,
+    rekey,
+    unseal_listing,
+)
 from gateway.objects.get import ErasureObjectReader
 from gateway.objects.health import ClusterHealth, probe_cluster
 from gateway.objects.metadata import ObjectMeta
@@ -60,15 +74,15 @@ class LayerStatistics:
     heal_queue: HealQueueStatistics
 
 
-def _no_encryption(what: str) -> oe.KMSNotConfigured:
-    return oe.KMSNotConfigured(f"{what}: server-side encryption is not available on this gateway")
-
-
 class ErasureObjectLayer:
-    """Buckets, objects and multipart uploads on erasure-coded storage nodes."""
+    """Buckets, objects and multipart uploads on erasure-coded storage nodes.
 
-    def __init__(self, ctx: LayerContext):
+    `encryption`: seals and opens object keys; without a KMS it still serves SSE-C, and
+    SSE-S3/SSE-KMS requests get KMSNotConfigured (501)."""
+
+    def __init__(self, ctx: LayerContext, encryption: ObjectEncryption | None = None):
         self.ctx = ctx
+        self.encryption = encryption or ObjectEncryption(None)
         # the gateway's healing (gateway/healing/service.py), set by gateway/app.py
         self.healer: HealService | None = None
 
@@ -102,45 +116,75 @@ class ErasureObjectLayer:
     async def put_object(self, bucket: str, key: str, body: BodyStream, *, size: int | None,
                          metadata: PutMetadata, sse: SSEParams | None = None,
                          expected_md5: bytes | None = None) -> ObjectInfo:
-        if sse is not None:
-            raise _no_encryption(f"put {bucket}/{key}")
+        if sse is None:
+            return await put.put_stream(self.ctx, bucket, key, body, size=size,
+                                        metadata=metadata, expected_md5=expected_md5)
+        # the object key is sealed (KMS generate) before a byte of the body is read
+        sealed = await self.encryption.seal_new(sse, bucket, key)
+        sealer = EncryptingSealer(object_encryptor(sealed.object_key), self.ctx.block_size)
         return await put.put_stream(self.ctx, bucket, key, body, size=size, metadata=metadata,
-                                    expected_md5=expected_md5)
+                                    expected_md5=expected_md5, sealer=sealer,
+                                    encryption=ObjectSealing(sealed),
+                                    want_md5=sse.mode == "SSE-S3")
 
     async def open_object(self, bucket: str, key: str, *, version_id: str | None = None,
-                          sse_c: SSECustomerKey | None = None) -> ErasureObjectReader:
+                          sse_c: SSECustomerKey | None = None) -> ObjectReader:
         eset = self.ctx.placement.locate(bucket, key)
         chosen = await read_version(self.ctx, bucket, key, eset, version_id=version_id or "")
         if chosen.delete_marker:
             raise oe.ObjectNotFound(f"{bucket}/{key} was deleted")
         self.ctx.record_heal(bucket, key, chosen.version_id, "meta-stale", chosen.stale)
-        if chosen.meta.encryption:
-            raise _no_encryption(f"get {bucket}/{key}")
-        if sse_c is not None:
-            raise oe.SSENotApplicable(f"{bucket}/{key} is not encrypted with a customer key")
         info = chosen.meta.object_info(bucket, key, chosen.version_id)
-        return ErasureObjectReader(self.ctx, info, chosen)
+        reader = ErasureObjectReader(self.ctx, info, chosen)
+        if chosen.meta.encryption:
+            return await encrypted_reader(self.encryption, reader, sse_c)
+        check_unencrypted_read(sse_c)
+        return reader
 
     async def delete_object(self, bucket: str, key: str) -> None:
         await put.delete_object(self.ctx, bucket, key)
 
     async def list_objects(self, bucket: str, *, prefix: str = "", start_after: str = "",
                            limit: int = 1000) -> ListPage:
-        return await listing.list_objects(self.ctx, bucket, prefix=prefix,
-                                          start_after=start_after, limit=limit)
+        return await listing.list_objects(
+            self.ctx, bucket, prefix=prefix, start_after=start_after, limit=limit,
+            finish=lambda entries: unseal_listing(self.encryption, bucket, entries))
 
     async def update_metadata(self, bucket: str, key: str, version_id: str, *,
-                              rewrap: SSEParams | None = None) -> ObjectInfo:
-        def same(meta: ObjectMeta) -> ObjectMeta:
-            if rewrap is not None and not meta.encryption:
-                raise oe.InvalidInput(f"{bucket}/{key} is not encrypted; nothing to re-wrap")
-            if rewrap is not None:
-                raise _no_encryption(f"rotate {bucket}/{key}")
-            return meta
-        return await self.rewrite_metadata(bucket, key, version_id, same)
+                              rewrap: SSEParams | None = None,
+                              sse_c: SSECustomerKey | None = None,
+                              metadata: PutMetadata | None = None) -> ObjectInfo:
+        """Rewrites one version's metadata in place, its data untouched.
 
-    async def rewrite_metadata(self, bucket: str, key: str, version_id: str,
-                               change: Callable[[ObjectMeta], ObjectMeta]) -> ObjectInfo:
+        rewrap: re-seal the object key exactly as these parameters ask (key rotation; a
+            CopyObject onto itself that changes the encryption); `sse_c` is the object's
+            current customer key when it is SSE-C. The object key, hence the data, stays.
+        metadata: new user metadata; also sets the modification time to now (CopyObject).
+        """
+        opened: list[tuple[EncryptionMetadata, bytes]] = []
+
+        async def change(meta: ObjectMeta) -> ObjectMeta:
+            if rewrap is not None:
+                if not meta.encryption:
+                    raise oe.InvalidInput(f"{bucket}/{key} is not encrypted; nothing to "
+                                          "re-wrap")
+                resealed, object_key = await rekey(self.encryption, meta.encryption, bucket,
+                                                   key, rewrap, sse_c)
+                opened.append((resealed, object_key))
+                meta = replace(meta, encryption=resealed.to_dict())
+            if metadata is not None:
+                meta = replace(meta, metadata=metadata, mod_time_ns=time.time_ns())
+            return meta
+
+        info = await self.rewrite_metadata(bucket, key, version_id, change)
+        if opened:
+            resealed, object_key = opened[0]
+            info = replace(info, etag=client_etag(resealed, info.etag, object_key))
+        return info
+
+    async def rewrite_metadata(
+            self, bucket: str, key: str, version_id: str,
+            change: Callable[[ObjectMeta], ObjectMeta | Awaitable[ObjectMeta]]) -> ObjectInfo:
         """Replaces one version's metadata in place on its holders (UpdateMeta), with write
         quorum; the seam key rotation uses to re-seal keys without touching shards."""
         eset = self.ctx.placement.locate(bucket, key)
@@ -148,7 +192,8 @@ class ErasureObjectLayer:
                                     include_inline=False)
         if chosen.delete_marker:
             raise oe.ObjectNotFound(f"{bucket}/{key} was deleted")
-        meta = change(chosen.meta)
+        changed = change(chosen.meta)
+        meta = await changed if inspect.isawaitable(changed) else changed
         request = pb.UpdateMetaRequest(bucket=bucket, key=key, version_id=chosen.version_id,
                                        meta=meta.to_bytes())
         timeout = self.ctx.timeouts.unary
@@ -163,9 +208,11 @@ class ErasureObjectLayer:
 
     async def create_multipart_upload(self, bucket: str, key: str, *, metadata: PutMetadata,
                                       sse: SSEParams | None = None) -> UploadInfo:
+        record = None
         if sse is not None:
-            raise _no_encryption(f"create upload {bucket}/{key}")
-        return await multipart.create_upload(self.ctx, bucket, key, metadata)
+            sealed = await self.encryption.seal_new(sse, bucket, key, multipart=True)
+            record = sealed.metadata.to_dict()
+        return await multipart.create_upload(self.ctx, bucket, key, metadata, record)
 
     async def get_upload(self, bucket: str, key: str, upload_id: str) -> UploadInfo:
         return (await multipart.get_upload(self.ctx, bucket, key, upload_id)).info
@@ -176,17 +223,34 @@ class ErasureObjectLayer:
                           expected_md5: bytes | None = None,
                           checksums: Mapping[str, str] | None = None) -> PartInfo:
         stored = await multipart.get_upload(self.ctx, bucket, key, upload_id)
-        if stored.meta.encryption:
-            raise _no_encryption(f"upload part to {bucket}/{key}")
+        if not stored.meta.encryption:
+            check_unencrypted_read(sse_c)
+            return await multipart.upload_part(self.ctx, stored.info, part_number, body,
+                                               size=size, expected_md5=expected_md5,
+                                               checksums=checksums)
+        if not 1 <= part_number <= MAX_PART_NUMBER:
+            raise oe.InvalidInput(f"part number {part_number} outside 1..{MAX_PART_NUMBER}")
+        opened = await open_upload(self.encryption, stored.meta.encryption, bucket, key, sse_c,
+                                   need_key=True)
+        sealer, sealing = opened.part_sealer(self.ctx.block_size, part_number)
         return await multipart.upload_part(self.ctx, stored.info, part_number, body, size=size,
-                                           expected_md5=expected_md5, checksums=checksums)
+                                           expected_md5=expected_md5, checksums=checksums,
+                                           sealer=sealer, encryption=sealing,
+                                           want_md5=opened.meta.mode == "SSE-S3")
 
     async def list_parts(self, bucket: str, key: str, upload_id: str, *,
                          part_number_marker: int = 0,
                          limit: int = 1000) -> tuple[list[PartInfo], bool]:
         stored = await multipart.get_upload(self.ctx, bucket, key, upload_id)
+        if not stored.meta.encryption:
+            return await multipart.list_parts(self.ctx, stored.info,
+                                              part_number_marker=part_number_marker,
+                                              limit=limit)
+        opened = await open_upload(self.encryption, stored.meta.encryption, bucket, key, None,
+                                   need_key=False)
         return await multipart.list_parts(self.ctx, stored.info,
-                                          part_number_marker=part_number_marker, limit=limit)
+                                          part_number_marker=part_number_marker, limit=limit,
+                                          part_etag=opened.part_etag)
 
     async def list_multipart_uploads(self, bucket: str, *, prefix: str = "",
                                      key_marker: str = "", upload_id_marker: str = "",
@@ -205,7 +269,13 @@ class ErasureObjectLayer:
                                         checksums: Mapping[str, str] | None = None,
                                         ) -> ObjectInfo:
         stored = await multipart.get_upload(self.ctx, bucket, key, upload_id)
-        return await multipart.complete_upload(self.ctx, stored, parts, checksums=checksums)
+        if not stored.meta.encryption:
+            check_unencrypted_read(sse_c)
+            return await multipart.complete_upload(self.ctx, stored, parts, checksums=checksums)
+        opened = await open_upload(self.encryption, stored.meta.encryption, bucket, key, sse_c,
+                                   need_key=False)
+        return await multipart.complete_upload(self.ctx, stored, parts, checksums=checksums,
+                                               sealing=opened)
 
     # ---- health and statistics ----
 
@@ -234,6 +304,7 @@ def build_erasure_layer(
     heal_queue: HealQueue | None = None,
     timeouts: Timeouts | None = None,
     backoff: float = 10.0,
+    encryption: ObjectEncryption | None = None,
 ) -> ErasureObjectLayer:
     """The gateway's erasure-coded backend for the nodes of a topology file.
 
@@ -241,6 +312,7 @@ def build_erasure_layer(
     the cluster CA (all three, or none for an `--insecure` cluster). `parity`: m, e.g. from
     `placement.parity_from_env()` (MINIO_STORAGE_CLASS_STANDARD); None = MinIO's default for
     the set size. `backoff`: seconds a failed node is skipped before one request probes it.
+    `encryption`: the gateway's ObjectEncryption (its KMS); None = SSE-C only.
     Also tunes glibc malloc for zfec (process-wide). Call `close()` on shutdown.
     """
     given = [p for p in (node_cert, node_key, node_ca) if p is not None]
@@ -254,4 +326,4 @@ def build_erasure_layer(
     ctx = LayerContext(pool=pool, placement=Placement(topology, parity),
                        heal=heal_queue or MemoryHealQueue(),
                        executor=ThreadPoolExecutor(workers, thread_name_prefix="erasure"))
-    return ErasureObjectLayer(ctx)
+    return ErasureObjectLayer(ctx, encryption)

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import itertools
+import logging
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import grpc
 
-from gateway.erasure import Geometry, block_hash, decode_block
+from gateway.erasure import Geometry, block_hash, decode_block, encode_block
 from gateway.objects import errors as oe
 from gateway.objects.api import ObjectInfo
 from gateway.objects.context import LayerContext
@@ -28,7 +31,10 @@ from proto import storage_pb2 as pb
 
 __all__ = ["ErasureObjectReader"]
 
+log = logging.getLogger("tessera.gateway.objects")
+
 _EOF = object()
+T = TypeVar("T")
 
 
 class _ShardSource:
@@ -234,12 +240,98 @@ class ErasureObjectReader:
                 yield item
 
     async def _part_range(self, part: PartRecord, lo: int, hi: int) -> AsyncIterator[bytes]:
+        async for _, chunk in self._part_blocks(part, lo, hi):
+            yield chunk
+
+    async def _part_blocks(self, part: PartRecord, lo: int,
+                           hi: int) -> AsyncIterator[tuple[int, bytes]]:
         block_size = self.geometry.block_size
         first, count = self.geometry.blocks_for_range(lo, hi - lo)
         async for index, block in _PartBlocks(self, part, first, count).blocks():
             base = index * block_size
             a, b = max(lo - base, 0), min(hi - base, len(block))
-            yield block if (a, b) == (0, len(block)) else block[a:b]
+            yield index, block if (a, b) == (0, len(block)) else block[a:b]
+
+    async def stored_part_blocks(self, part_index: int, lo: int,
+                                 hi: int) -> AsyncIterator[tuple[int, bytes]]:
+        """Stored bytes [lo, hi) of one part (part_index 0 of an inline object is its whole
+        stream), as (erasure block index, the block's bytes within the range): the seam
+        for decryption, which authenticates block by block."""
+        if hi <= lo:
+            return
+        try:
+            if self.chosen.meta.is_inline:
+                yield 0, (await self._inline())[lo:hi]
+                return
+            async for item in self._part_blocks(self.chosen.meta.parts[part_index], lo, hi):
+                yield item
+        finally:
+            self._report_damage()
+
+    async def rebuild_block(self, part_index: int, block_index: int,
+                            accept: Callable[[bytes], T | None]) -> T:
+        """A block whose k shards all passed their hashes yet whose content failed the
+        caller's check (e.g. AEAD authentication): a node sent a shard with a matching,
+        forged hash. Fetches that block's shard from every holder and decodes it from each
+        k-subset until `accept(block)` (run in the worker pool) returns a value; shards that
+        disagree with the accepted block are reported corrupt. ObjectTampered if none does."""
+        meta, geometry = self.chosen.meta, self.geometry
+        if meta.is_inline:
+            raise oe.ObjectTampered(f"{self.info.bucket}/{self.info.key}: inline data is not "
+                                    "authentic")
+        part = meta.parts[part_index]
+        await self.more_holders(include_inline=False)
+        length = geometry.block_length(part.stored_size, block_index)
+        shards = await self._all_shards(part, block_index, geometry.shard_length(length))
+        k = geometry.data_shards
+        # one bad shard is the likely case: subsets that leave out a single shard come first
+        subsets = sorted(itertools.combinations(sorted(shards), k),
+                         key=lambda c: (sum(i >= k for i in c), c))
+        for subset in subsets:
+            block = await self.ctx.run(decode_block, geometry, {i: shards[i] for i in subset},
+                                       length)
+            value = await self.ctx.run(accept, block)
+            if value is not None:
+                good = await self.ctx.run(encode_block, geometry, block)
+                forged = sorted(self.holders[i] for i, data in shards.items() if data != good[i])
+                for node in forged:
+                    self.damage.note(node, None)
+                log.warning("%s/%s: block %d of part %d failed authentication with matching "
+                            "shard hashes; rebuilt from other shards (forged by: %s)",
+                            self.info.bucket, self.info.key, block_index, part.number,
+                            ", ".join(forged) or "?")
+                self._report_damage()
+                return value
+        self._report_damage()
+        raise oe.ObjectTampered(
+            f"{self.info.bucket}/{self.info.key}: block {block_index} of part {part.number} "
+            f"fails authentication from every {k} of its {len(shards)} readable shards")
+
+    async def _all_shards(self, part: PartRecord, block_index: int,
+                          expected: int) -> dict[int, bytes]:
+        request = pb.ReadShardRequest(bucket=self.info.bucket, key=self.info.key,
+                                      version_id=self.chosen.version_id,
+                                      part_number=part.number, start_block=block_index,
+                                      block_count=1)
+        t = self.ctx.timeouts
+
+        async def one(index: int, node: str) -> tuple[int, bytes | None]:
+            try:
+                async for message in self.ctx.pool.client(node).stream(
+                        "ReadShard", request, deadline=t.stream, idle_timeout=t.idle):
+                    data = message.data
+                    if len(data) == expected and \
+                            block_hash(self.geometry.hash_algorithm, data) == message.hash:
+                        return index, data
+                    break
+            except NodeCallError as exc:
+                self.damage.note(node, exc)
+                return index, None
+            self.damage.note(node, None)
+            return index, None
+
+        found = await asyncio.gather(*(one(i, n) for i, n in sorted(self.holders.items())))
+        return {i: data for i, data in found if data is not None}
 
     def _inline_shards(self, shards: dict[int, bytes], nodes: list[str]) -> None:
         meta, algorithm = self.chosen.meta, self.geometry.hash_algorithm

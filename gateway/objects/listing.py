@@ -12,7 +12,7 @@ stays consistent while nodes come and go.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import grpc
 
@@ -88,7 +88,7 @@ class _SetListing:
             f"(quorum {self.eset.read_quorum}); {failed}")
 
     async def _resolve(self, key: str, answers: dict[str, list[pb.ObjectVersion]]) -> \
-            ObjectInfo | None:
+            tuple[ObjectInfo, ObjectMeta] | None:
         chosen = choose_version(answers, read_quorum=self.eset.read_quorum)
         if isinstance(chosen, str):
             record = next(v for vs in answers.values() for v in vs if v.version_id == chosen)
@@ -102,9 +102,9 @@ class _SetListing:
             meta, version_id = version.meta, version.version_id
         if meta.delete_marker:
             return None
-        return meta.object_info(self.bucket, key, version_id)
+        return meta.object_info(self.bucket, key, version_id), meta
 
-    async def entries(self) -> AsyncIterator[ObjectInfo]:
+    async def entries(self) -> AsyncIterator[tuple[ObjectInfo, ObjectMeta]]:
         while True:
             cursors = self._answering()
             heads = dict(zip([c.node for c in cursors],
@@ -125,9 +125,16 @@ class _SetListing:
                 yield info
 
 
+Entries = Sequence[tuple[ObjectInfo, ObjectMeta]]
+
+
 async def list_objects(ctx: LayerContext, bucket: str, *, prefix: str = "",
-                       start_after: str = "", limit: int = 1000) -> ListPage:
-    """Up to `limit` live keys after `start_after`, in byte order, across every set."""
+                       start_after: str = "", limit: int = 1000,
+                       finish: Callable[[Entries], Awaitable[list[ObjectInfo]]] | None = None,
+                       ) -> ListPage:
+    """Up to `limit` live keys after `start_after`, in byte order, across every set.
+    `finish` turns the page's (info, stored metadata) into what is reported (the crypto seam:
+    sealed ETags)."""
     if limit <= 0:
         return ListPage((), False)
     page = min(max(limit + 1, 64), 1000)
@@ -138,10 +145,10 @@ async def list_objects(ctx: LayerContext, bucket: str, *, prefix: str = "",
         eset = ErasureSet(index, members, placement.data_shards, placement.parity_shards)
         streams.append(aiter(_SetListing(ctx, eset, bucket, prefix, start_after, page)
                              .entries()))
-    heads: list[ObjectInfo | None] = [await anext(s, None) for s in streams]
-    found: list[ObjectInfo] = []
+    heads: list[tuple[ObjectInfo, ObjectMeta] | None] = [await anext(s, None) for s in streams]
+    found: list[tuple[ObjectInfo, ObjectMeta]] = []
     while len(found) <= limit:
-        live = [(h.key, i) for i, h in enumerate(heads) if h is not None]
+        live = [(h[0].key, i) for i, h in enumerate(heads) if h is not None]
         if not live:
             break
         _, i = min(live)
@@ -149,4 +156,6 @@ async def list_objects(ctx: LayerContext, bucket: str, *, prefix: str = "",
         heads[i] = await anext(streams[i], None)
     for stream in streams:
         await stream.aclose()  # type: ignore[attr-defined]
-    return ListPage(tuple(found[:limit]), len(found) > limit)
+    entries = found[:limit]
+    infos = await finish(entries) if finish is not None else [info for info, _ in entries]
+    return ListPage(tuple(infos), len(found) > limit)

@@ -211,11 +211,17 @@ class MemoryObjectLayer:
         return ListPage(tuple(found), truncated)
 
     async def update_metadata(self, bucket: str, key: str, version_id: str, *,
-                              rewrap: SSEParams | None = None) -> ObjectInfo:
-        reader = await self.open_object(bucket, key, version_id=version_id)
+                              rewrap: SSEParams | None = None,
+                              sse_c: SSECustomerKey | None = None,
+                              metadata: PutMetadata | None = None) -> ObjectInfo:
+        reader = await self.open_object(bucket, key, version_id=version_id, sse_c=sse_c)
         if rewrap is not None:
             raise oe.KMSNotConfigured("the in-memory object layer does not encrypt")
-        return reader.info
+        if metadata is None:
+            return reader.info
+        version = self._bucket(bucket).objects[key]
+        version.info = replace(version.info, metadata=metadata, last_modified_ns=time.time_ns())
+        return version.info
 
     # ---- multipart ----
 

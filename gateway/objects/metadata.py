@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.crypto.metadata import EncryptionMetadata
 from gateway.erasure import Geometry
 from gateway.objects.api import EncryptionInfo, ObjectInfo, PartInfo, PutMetadata, UploadInfo
 
@@ -61,12 +62,11 @@ def _put_metadata(doc: Mapping[str, Any]) -> PutMetadata:
 
 
 def encryption_info(record: Mapping[str, Any] | None) -> EncryptionInfo | None:
-    """What S3 reports about an encryption record: its `mode`, `kms_key_id`, `kms_context_b64`
-    entries (the rest of the record is crypto's business)."""
-    if not record or "mode" not in record:
+    """What S3 reports about an encryption record (gateway/crypto's EncryptionMetadata dict);
+    None for an unencrypted object. ObjectTampered if the record is malformed."""
+    if not record:
         return None
-    return EncryptionInfo(mode=record["mode"], kms_key_id=record.get("kms_key_id"),
-                          kms_context_b64=record.get("kms_context_b64"))
+    return EncryptionMetadata.from_dict(record).info()
 
 
 @dataclass(frozen=True)

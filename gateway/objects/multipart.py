@@ -14,8 +14,9 @@ import itertools
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 import grpc
 
@@ -34,7 +35,7 @@ from gateway.objects.api import (
 from gateway.objects.commit import CommitPlan, commit_version
 from gateway.objects.context import LayerContext, geometry_message
 from gateway.objects.metadata import ObjectMeta, PartMeta, PartRecord, UploadMeta
-from gateway.objects.put import erasure_record
+from gateway.objects.put import WriteSealing, erasure_record
 from gateway.objects.quorum import fan_out, reduce_errors
 from gateway.objects.shard_writer import BlockSealer, ShardTarget, abort_write, write_stream
 from gateway.objects.version_ids import new_version_id
@@ -43,6 +44,7 @@ from proto import storage_pb2 as pb
 
 __all__ = [
     "StoredUpload",
+    "UploadSealing",
     "abort_upload",
     "complete_upload",
     "create_upload",
@@ -52,6 +54,24 @@ __all__ = [
     "multipart_etag",
     "upload_part",
 ]
+
+
+class UploadSealing(Protocol):
+    """An encrypted upload's view of its parts (the crypto seam of Complete)."""
+
+    def part_etag(self, part: PartMeta) -> str:
+        """The ETag the client was given for a stored part."""
+        ...
+
+    def object_record(self, etag: str, parts: Sequence[tuple[int, Mapping[str, Any] | None]]
+                      ) -> tuple[str, dict]:
+        """(ETag to store, encryption record) of the object made of `parts` (number and
+        part record, in order), whose S3 ETag is `etag`."""
+        ...
+
+
+def _plain_etag(part: PartMeta) -> str:
+    return part.etag
 
 
 def multipart_etag(md5s: list[bytes]) -> str:
@@ -112,7 +132,10 @@ async def upload_part(ctx: LayerContext, upload: UploadInfo, part_number: int,
                       body: BodyStream, *, size: int | None, expected_md5: bytes | None,
                       checksums: Mapping[str, str] | None,
                       sealer: BlockSealer | None = None,
-                      encryption: Mapping[str, object] | None = None) -> PartInfo:
+                      encryption: WriteSealing | None = None,
+                      want_md5: bool = True) -> PartInfo:
+    """Stores one part attempt. `sealer`/`encryption` as for put.put_stream; `want_md5`:
+    the part's ETag is its MD5 (else random, unless Content-MD5 is checked)."""
     if not 1 <= part_number <= MAX_PART_NUMBER:
         raise oe.InvalidInput(f"part number {part_number} outside 1..{MAX_PART_NUMBER}")
     if size is not None and size > MAX_PART_SIZE:
@@ -122,12 +145,15 @@ async def upload_part(ctx: LayerContext, upload: UploadInfo, part_number: int,
                          data_id=str(uuid.uuid4()), part_number=part_number,
                          upload_id=upload.upload_id)
     result = await write_stream(ctx, target, body, sealer=sealer, declared_size=size,
+                                want_md5=want_md5 or expected_md5 is not None,
                                 max_size=MAX_PART_SIZE, allow_inline=False)
     if expected_md5 is not None and result.md5 != expected_md5:
         await abort_write(ctx, eset.nodes, target.data_id)
         raise oe.BadDigest("the Content-MD5 you specified did not match what we received")
-    meta = PartMeta(result.plain_size, result.stored_size, (result.md5 or b"").hex(),
-                    time.time_ns(), dict(checksums or {}), encryption)
+    etag = result.md5.hex() if result.md5 is not None and want_md5 else uuid.uuid4().hex
+    stored_etag, record = encryption.record(etag) if encryption is not None else (etag, None)
+    meta = PartMeta(result.plain_size, result.stored_size, stored_etag, time.time_ns(),
+                    dict(checksums or {}), record)
     blob = meta.to_bytes()
     timeout = ctx.timeouts.unary
     by_node = {node: index for index, node in result.written.items()}
@@ -142,7 +168,7 @@ async def upload_part(ctx: LayerContext, upload: UploadInfo, part_number: int,
         await abort_write(ctx, [r.node for r in out.failures], target.data_id)
         reduce_errors([*result.failures, *out.results], eset.write_quorum, write=True,
                       what=f"upload part {part_number} of {upload.upload_id}")
-    return meta.part_info(part_number)
+    return replace(meta.part_info(part_number), etag=etag)
 
 
 def _geometry(ctx: LayerContext, eset: ErasureSet) -> pb.Geometry:
@@ -180,15 +206,18 @@ async def _agreed_parts(ctx: LayerContext, eset: ErasureSet,
 
 
 async def list_parts(ctx: LayerContext, upload: UploadInfo, *, part_number_marker: int,
-                     limit: int) -> tuple[list[PartInfo], bool]:
+                     limit: int, part_etag: Callable[[PartMeta], str] = _plain_etag,
+                     ) -> tuple[list[PartInfo], bool]:
     eset = ctx.placement.locate(upload.bucket, upload.key)
     agreed = await _agreed_parts(ctx, eset, upload.upload_id)
     numbers = sorted(n for n in agreed if n > part_number_marker)
     page = numbers[: max(limit, 0)]
-    return [agreed[n].meta.part_info(n) for n in page], len(numbers) > len(page)
+    return ([replace(agreed[n].meta.part_info(n), etag=part_etag(agreed[n].meta)) for n in page],
+            len(numbers) > len(page))
 
 
-def _check_completion(parts: list[CompletedPart], agreed: dict[int, _AgreedPart]) -> None:
+def _check_completion(parts: list[CompletedPart], agreed: dict[int, _AgreedPart],
+                      part_etag: Callable[[PartMeta], str]) -> None:
     if not parts:
         raise oe.InvalidPart("CompleteMultipartUpload needs at least one part")
     numbers = [p.part_number for p in parts]
@@ -196,7 +225,7 @@ def _check_completion(parts: list[CompletedPart], agreed: dict[int, _AgreedPart]
         raise oe.InvalidPartOrder("parts must be listed in ascending order")
     for i, part in enumerate(parts):
         have = agreed.get(part.part_number)
-        if have is None or have.meta.etag != part.etag.strip('"').lower():
+        if have is None or part_etag(have.meta) != part.etag.strip('"').lower():
             raise oe.InvalidPart(f"part {part.part_number} was not uploaded or has another ETag")
         if i < len(parts) - 1 and have.meta.size < MIN_PART_SIZE:
             raise oe.EntityTooSmall(
@@ -204,29 +233,36 @@ def _check_completion(parts: list[CompletedPart], agreed: dict[int, _AgreedPart]
 
 
 async def complete_upload(ctx: LayerContext, stored: StoredUpload, parts: list[CompletedPart],
-                          *, checksums: Mapping[str, str] | None = None) -> ObjectInfo:
+                          *, checksums: Mapping[str, str] | None = None,
+                          sealing: UploadSealing | None = None) -> ObjectInfo:
     upload = stored.info
     bucket, key = upload.bucket, upload.key
     eset = ctx.placement.locate(bucket, key)
     agreed = await _agreed_parts(ctx, eset, upload.upload_id)
-    _check_completion(parts, agreed)
+    part_etag = sealing.part_etag if sealing is not None else _plain_etag
+    _check_completion(parts, agreed, part_etag)
     chosen = [agreed[p.part_number] for p in parts]
+    etag = multipart_etag([bytes.fromhex(part_etag(a.meta)) for a in chosen])
+    stored_etag, record = etag, stored.meta.encryption
+    if sealing is not None:  # the parts' crypto material moves into the object's record
+        stored_etag, record = sealing.object_record(
+            etag, [(a.number, a.meta.encryption) for a in chosen])
     records = tuple(PartRecord(a.number, a.meta.size, a.meta.stored_size, a.meta.etag,
-                               a.data_id, a.meta.encryption) for a in chosen)
+                               a.data_id, None if sealing is not None else a.meta.encryption)
+                    for a in chosen)
     version_id = new_version_id()
     meta = ObjectMeta(
-        size=sum(a.meta.size for a in chosen),
-        etag=multipart_etag([bytes.fromhex(a.meta.etag) for a in chosen]),
+        size=sum(a.meta.size for a in chosen), etag=stored_etag,
         mod_time_ns=time.time_ns(), erasure=erasure_record(ctx, eset),
         metadata=replace(upload.metadata, checksums=dict(checksums or {})), parts=records,
-        multipart=True, encryption=stored.meta.encryption)
+        multipart=True, encryption=record)
     refs = tuple(pb.PartRef(part_number=a.number, data_id=a.data_id, shard_size=a.shard_size)
                  for a in chosen)
     nodes = set(ctx.pool.usable(eset.nodes, eset.write_quorum))
     shards = {i: n for i, n in enumerate(eset.nodes) if n in nodes}
     await commit_version(ctx, CommitPlan(bucket, key, version_id, meta, eset, shards,
                                          parts=refs, upload_id=upload.upload_id))
-    return meta.object_info(bucket, key, version_id)
+    return replace(meta.object_info(bucket, key, version_id), etag=etag)
 
 
 async def _abort_on(ctx: LayerContext, eset: ErasureSet, upload_id: str) -> None:

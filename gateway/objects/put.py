@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import replace
+from typing import Protocol
 
 from gateway.erasure import block_hash
 from gateway.objects import buckets
@@ -28,7 +30,16 @@ from gateway.objects.version_ids import new_version_id
 from gateway.placement import ErasureSet
 from proto import storage_pb2 as pb
 
-__all__ = ["delete_object", "erasure_record", "put_stream"]
+__all__ = ["WriteSealing", "delete_object", "erasure_record", "put_stream"]
+
+
+class WriteSealing(Protocol):
+    """The encryption record of a write, made once its ETag is known (the crypto seam)."""
+
+    def record(self, etag: str) -> tuple[str, dict[str, str]]:
+        """(the ETag to store in clear, the record to store) for the ETag S3 reports; an
+        ETag that would reveal the plaintext (SSE-S3's MD5) is stored only sealed."""
+        ...
 
 
 def erasure_record(ctx: LayerContext, eset: ErasureSet) -> ErasureRecord:
@@ -47,11 +58,12 @@ async def put_stream(
     metadata: PutMetadata,
     expected_md5: bytes | None = None,
     sealer: BlockSealer | None = None,
-    encryption: dict[str, object] | None = None,
+    encryption: WriteSealing | None = None,
     want_md5: bool = True,
 ) -> ObjectInfo:
     """Stores `body` as a new version. `sealer` and `encryption` are the crypto seam: the
-    sealer turns plaintext blocks into stored blocks, `encryption` is recorded as is."""
+    sealer turns plaintext blocks into stored blocks, `encryption` makes the record stored
+    with them. `want_md5`: the ETag is the body's MD5 (else random, unless Content-MD5)."""
     if size is not None and size > MAX_SINGLE_PUT:
         raise oe.EntityTooLarge(f"{size} bytes exceed the single-PUT limit of {MAX_SINGLE_PUT}")
     eset = ctx.placement.locate(bucket, key)
@@ -68,14 +80,15 @@ async def put_stream(
             await abort_write(ctx, eset.nodes, target.data_id)
         raise oe.BadDigest("the Content-MD5 you specified did not match what we received")
     etag = result.md5.hex() if result.md5 is not None and want_md5 else uuid.uuid4().hex
+    stored_etag, record = encryption.record(etag) if encryption is not None else (etag, None)
     version_id = new_version_id()
-    meta = ObjectMeta(size=result.plain_size, etag=etag, mod_time_ns=time.time_ns(),
+    meta = ObjectMeta(size=result.plain_size, etag=stored_etag, mod_time_ns=time.time_ns(),
                       erasure=erasure_record(ctx, eset), metadata=metadata,
-                      encryption=encryption, **_layout(ctx, target, result))
+                      encryption=record, **_layout(ctx, target, result))
     await commit_version(ctx, _plan(ctx, target, result, version_id, meta))
     ctx.record_heal(bucket, key, version_id, "write-missed",
                     [r.node for r in result.failures])
-    return meta.object_info(bucket, key, version_id)
+    return replace(meta.object_info(bucket, key, version_id), etag=etag)
 
 
 async def _explain(ctx: LayerContext, bucket: str, failure: Exception) -> None:

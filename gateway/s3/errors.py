@@ -25,6 +25,7 @@ CODES: dict[str, ErrorSpec] = {
     "AuthorizationHeaderMalformed": ErrorSpec(400, "The authorization header is malformed."),
     "AuthorizationQueryParametersError": ErrorSpec(
         400, "Error parsing the X-Amz-Credential parameter."),
+    "BadRequest": ErrorSpec(400, "Bad Request."),
     "BadDigest": ErrorSpec(400, "The Content-MD5 you specified did not match what we received."),
     "EntityTooLarge": ErrorSpec(400, "Your proposed upload exceeds the maximum allowed size."),
     "EntityTooSmall": ErrorSpec(
@@ -48,6 +49,8 @@ CODES: dict[str, ErrorSpec] = {
     "InvalidStorageClass": ErrorSpec(400, "The storage class you specified is not valid."),
     "InvalidURI": ErrorSpec(400, "Couldn't parse the specified URI."),
     "KeyTooLongError": ErrorSpec(400, "Your key is too long."),
+    "KMS.InvalidCiphertextException": ErrorSpec(
+        400, "The KMS rejected the object's data key (ciphertext or context not authentic)."),
     "KMS.NotFoundException": ErrorSpec(400, "The requested KMS key does not exist."),
     "MalformedXML": ErrorSpec(
         400, "The XML you provided was not well-formed or did not validate against our "
@@ -81,6 +84,8 @@ CODES: dict[str, ErrorSpec] = {
         404, "The specified multipart upload does not exist. The upload ID may be invalid, or "
              "the upload may have been aborted or completed."),
     "NoSuchVersion": ErrorSpec(404, "The specified version does not exist."),
+    "ServerSideEncryptionConfigurationNotFoundError": ErrorSpec(
+        404, "The server side encryption configuration was not found."),
     # others
     "MethodNotAllowed": ErrorSpec(
         405, "The specified method is not allowed against this resource."),
@@ -100,6 +105,9 @@ CODES: dict[str, ErrorSpec] = {
     "NotImplemented": ErrorSpec(
         501, "A header or query you provided implies functionality that is not implemented."),
     "ServiceUnavailable": ErrorSpec(503, "The service is unavailable. Please retry."),
+    # deliberately a 5xx: stored data or metadata failed authentication (tampering or a bug)
+    "XTesseraObjectTampered": ErrorSpec(
+        500, "The object's encrypted data or metadata failed authentication."),
     "SlowDown": ErrorSpec(503, "Please reduce your request rate."),
 }
 
@@ -143,6 +151,11 @@ OBJECT_ERRORS: dict[type[oe.ObjectLayerError], tuple[str, str | None]] = {
     oe.EntityTooLarge: ("EntityTooLarge", None),
     oe.IncompleteBody: ("IncompleteBody", None),
     oe.EncryptionError: ("InvalidRequest", None),
+    oe.InvalidBucketEncryption: ("MalformedXML", None),
+    oe.SSEInvalidArgument: ("InvalidArgument", None),
+    oe.SSEInvalidRequest: ("InvalidRequest", None),
+    oe.SSEBadRequest: ("BadRequest", None),
+    oe.SSENotImplemented: ("NotImplemented", None),
     oe.SSECKeyRequired: ("InvalidRequest",
                          "The object was stored using a form of Server Side Encryption. The "
                          "correct parameters must be provided to retrieve the object."),
@@ -154,11 +167,21 @@ OBJECT_ERRORS: dict[type[oe.ObjectLayerError], tuple[str, str | None]] = {
     oe.KMSNotConfigured: ("NotImplemented",
                           "Server side encryption specified but KMS is not configured."),
     oe.KMSKeyNotFound: ("KMS.NotFoundException", None),
+    oe.KMSAccessDenied: ("AccessDenied", "The gateway is not allowed to use the KMS key."),
+    oe.KMSInvalidCiphertext: ("KMS.InvalidCiphertextException", None),
     oe.KMSUnavailable: ("ServiceUnavailable",
-                        "The key management service is unavailable; please retry."),
+                        "No KES key server answered: the key management service is "
+                        "unavailable; please retry."),
+    oe.ObjectTampered: ("XTesseraObjectTampered", None),
     oe.QuorumError: ("SlowDown", None),
     oe.StorageFull: ("SlowDown", "Storage nodes have no free space left; please retry later."),
 }
+
+
+# Errors whose own text is written for the client (it says which header or key is wrong).
+OWN_MESSAGE: tuple[type[oe.ObjectLayerError], ...] = (
+    oe.InvalidBucketEncryption, oe.SSEInvalidArgument, oe.SSEInvalidRequest, oe.SSEBadRequest,
+    oe.SSENotImplemented, oe.KMSKeyNotFound)
 
 
 def to_s3_error(exc: oe.ObjectLayerError) -> S3Error:
@@ -169,6 +192,8 @@ def to_s3_error(exc: oe.ObjectLayerError) -> S3Error:
             break
     else:  # pragma: no cover - ObjectLayerError is always in the table
         code, message = "InternalError", None
+    if message is None and isinstance(exc, OWN_MESSAGE) and str(exc):
+        message = str(exc)
     if code == "BadDigest" and isinstance(exc, oe.BadDigest) and exc.algorithm != "MD5":
         message = f"The {exc.algorithm} you specified did not match the calculated checksum."
     return S3Error(code, message)

@@ -149,6 +149,7 @@ class Context:
     layer: ObjectLayer
     config: GatewayConfig
     receive: Any
+    sse: Any = None  # sse.SSEService: KMS, auto-encryption, bucket default encryption
     body_started: bool = False  # a handler began reading the body
     body_complete: bool = False  # ... and read it to its end
 

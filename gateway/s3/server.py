@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from gateway.config import GatewayConfig
+from gateway.crypto.kms import KMS
 from gateway.objects.api import ObjectLayer
 from gateway.objects.errors import ObjectLayerError
 
@@ -20,6 +21,7 @@ from .handlers import ROUTES
 from .request import Context, Response, S3Request, new_request_id
 from .router import Router
 from .sigv4 import verify_request
+from .sse import BucketDefaults, SSEService
 from .xml import error_document
 
 __all__ = ["S3Application"]
@@ -32,13 +34,16 @@ SERVER_NAME = b"Tessera"
 
 
 class S3Application:
-    """An ASGI 3 application serving S3 over an `ObjectLayer`."""
+    """An ASGI 3 application serving S3 over an `ObjectLayer`; `kms` is the gateway's KMS
+    (None: not configured), used to check keys named by bucket encryption rules."""
 
-    def __init__(self, config: GatewayConfig, layer: ObjectLayer):
+    def __init__(self, config: GatewayConfig, layer: ObjectLayer, kms: KMS | None = None):
         self.config = config
         self.layer = layer
         self.router = Router(ROUTES)
         self.secrets = {config.access_key: config.secret_key}
+        self.sse = SSEService(kms, config.auto_encryption,
+                              BucketDefaults(layer, config.bucket_config_ttl))
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -54,7 +59,7 @@ class S3Application:
         ctx: Context | None = None
         try:
             req = S3Request.from_scope(scope, self.config.domains, request_id)
-            ctx = Context(req, self.layer, self.config, receive)
+            ctx = Context(req, self.layer, self.config, receive, self.sse)
             response = await self._handle(ctx)
             status = response.status
             await state.send_response(response, req, ctx)

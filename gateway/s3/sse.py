@@ -1,67 +1,113 @@
 """Server-side encryption on the wire: the seam between S3 handlers and the encryption core.
 
-Handlers call `sse_for_write`, `customer_key` and `encryption_headers` and nothing else; the
-object layer does the encrypting. Parsing the SSE request headers (SSE-S3, SSE-KMS, SSE-C,
-bucket defaults) belongs to the crypto branch, which replaces `_parse_sse_headers` here. Until
-then a request that asks for encryption is refused with 501 rather than stored in plaintext.
+Handlers ask `write_sse` (PutObject, CopyObject destination, CreateMultipartUpload: request
+headers, else the bucket's default encryption, else MINIO_KMS_AUTO_ENCRYPTION), `read_keys`
+(the SSE-C keys of a read, an upload part or a copy source) and `encryption_headers`; the
+object layer does the encrypting. Header rules and error choices are gateway/crypto/sse.py's
+(docs/design/encryption.md §8).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
 
-from gateway.objects.api import EncryptionInfo, SSECustomerKey, SSEParams
+from gateway.crypto.kms import KMS
+from gateway.crypto.policy import (
+    BUCKET_ENCRYPTION_CONFIG,
+    BucketEncryption,
+    parse_bucket_encryption,
+    resolve_write_sse,
+)
+from gateway.crypto.sse import SSEOperation, SSERequest, parse_sse_request, sse_response_headers
+from gateway.objects.api import EncryptionInfo, ObjectLayer, SSECustomerKey, SSEParams
+from gateway.objects.errors import ObjectLayerError
 
-from .errors import S3Error
+from .request import Context
 
-__all__ = ["customer_key", "encryption_headers", "sse_for_write"]
-
-SSE_HEADER = "x-amz-server-side-encryption"
-SSE_C_ALGORITHM = "x-amz-server-side-encryption-customer-algorithm"
-SSE_C_KEY_MD5 = "x-amz-server-side-encryption-customer-key-md5"
-COPY_SOURCE_SSE_C = "x-amz-copy-source-server-side-encryption-customer-"
-
-_NOT_AVAILABLE = "Server-side encryption is not available on this gateway."
-
-
-def _asks_for_encryption(h: Mapping[str, str], prefix: str) -> bool:
-    return any(name.startswith(prefix) for name in h)
-
-
-def _parse_sse_headers(h: Mapping[str, str]) -> SSEParams | None:
-    if _asks_for_encryption(h, SSE_HEADER):
-        raise S3Error("NotImplemented", _NOT_AVAILABLE)
-    return None
-
-
-def sse_for_write(h: Mapping[str, str], bucket_default: bytes | None = None) -> SSEParams | None:
-    """The encryption a PutObject / CreateMultipartUpload / CopyObject destination asks for."""
-    return _parse_sse_headers(h)
+__all__ = [
+    "BucketDefaults",
+    "SSEService",
+    "encryption_headers",
+    "read_keys",
+    "write_sse",
+]
 
 
-def customer_key(h: Mapping[str, str], *, copy_source: bool = False) -> SSECustomerKey | None:
-    """The SSE-C key a read (or a copy source) carries, if any."""
-    prefix = COPY_SOURCE_SSE_C if copy_source else "x-amz-server-side-encryption-customer-"
-    if _asks_for_encryption(h, prefix):
-        raise S3Error("NotImplemented", _NOT_AVAILABLE)
-    return None
+class BucketDefaults:
+    """Each bucket's default encryption, remembered for `ttl` seconds (bounded LRU), so a PUT
+    does not ask every node for it. This gateway's own changes apply at once; another
+    gateway's show after at most `ttl` seconds (TESSERA_GATEWAY_BUCKET_CONFIG_TTL)."""
+
+    def __init__(self, layer: ObjectLayer, ttl: float, max_buckets: int = 10_000):
+        self._layer = layer
+        self._ttl = ttl
+        self._max = max_buckets
+        self._known: OrderedDict[str, tuple[float, BucketEncryption | None]] = OrderedDict()
+
+    async def get(self, bucket: str) -> BucketEncryption | None:
+        now = time.monotonic()
+        hit = self._known.get(bucket)
+        if hit is not None and now - hit[0] < self._ttl:
+            self._known.move_to_end(bucket)
+            return hit[1]
+        raw = await self._layer.get_bucket_config(bucket, BUCKET_ENCRYPTION_CONFIG)
+        try:
+            value = parse_bucket_encryption(raw) if raw else None
+        except ObjectLayerError:  # written by us, so valid; never let it block writes
+            value = None
+        if self._ttl > 0:
+            self._known[bucket] = (now, value)
+            self._known.move_to_end(bucket)
+            while len(self._known) > self._max:
+                self._known.popitem(last=False)
+        return value
+
+    def forget(self, bucket: str) -> None:
+        self._known.pop(bucket, None)
+
+
+@dataclass
+class SSEService:
+    """What the S3 front needs to decide a request's encryption.
+
+    kms: the gateway's KMS (key checks for PutBucketEncryption), None when not configured.
+    """
+
+    kms: KMS | None
+    auto_encryption: bool
+    defaults: BucketDefaults
+
+    @property
+    def kms_configured(self) -> bool:
+        return self.kms is not None
+
+
+def _parse(ctx: Context, operation: SSEOperation) -> SSERequest:
+    return parse_sse_request(ctx.req.h, operation, secure=ctx.req.scheme == "https")
+
+
+async def write_sse(ctx: Context, bucket: str,
+                    operation: SSEOperation) -> tuple[SSEParams | None, SSERequest]:
+    """The encryption a write gets, and the parsed SSE headers (for copy-source keys)."""
+    request = _parse(ctx, operation)
+    service: SSEService = ctx.sse
+    default = None
+    if request.sse is None:  # the bucket default applies only to requests without SSE
+        default = await service.defaults.get(bucket)
+    sse = resolve_write_sse(request.sse, bucket_default=default,
+                            auto_encryption=service.auto_encryption,
+                            kms_configured=service.kms_configured)
+    return sse, request
+
+
+def read_keys(ctx: Context, operation: SSEOperation) -> SSERequest:
+    """The SSE-C keys of a request that reads (GET, HEAD), writes a part, or copies."""
+    return _parse(ctx, operation)
 
 
 def encryption_headers(info: EncryptionInfo | None,
                        key: SSECustomerKey | None = None) -> dict[str, str]:
     """Response headers reporting how an object is encrypted."""
-    if info is None:
-        return {}
-    if info.mode == "SSE-C":
-        headers = {SSE_C_ALGORITHM: "AES256"}
-        if key is not None:
-            headers[SSE_C_KEY_MD5] = key.key_md5
-        return headers
-    if info.mode == "SSE-S3":
-        return {SSE_HEADER: "AES256"}
-    headers = {SSE_HEADER: "aws:kms"}
-    if info.kms_key_id:
-        headers["x-amz-server-side-encryption-aws-kms-key-id"] = info.kms_key_id
-    if info.kms_context_b64:
-        headers["x-amz-server-side-encryption-context"] = info.kms_context_b64
-    return headers
+    return sse_response_headers(info, key)

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from gateway.crypto.cache import CachingKMS
+from gateway.crypto.cache import CachingKMS, DataKeyCacheConfig
 from gateway.crypto.envelope import (
     ObjectEncryption,
     check_unencrypted_read,
@@ -294,11 +294,12 @@ def test_bucket_scope_with_cache_makes_kms_calls_per_data_key_not_per_object():
     inner = MemoryKMS()
 
     async def go(scope):
-        enc = ObjectEncryption(CachingKMS(inner), scope=scope)
+        config = DataKeyCacheConfig(generate=scope == "bucket")
+        enc = ObjectEncryption(CachingKMS(inner, config), scope=scope)
         sealed = [await enc.seal_new(SSEParams("SSE-S3"), "b", f"k{i}") for i in range(50)]
         for s, i in zip(sealed, range(50), strict=True):
             assert await enc.open(s.metadata, "b", f"k{i}") == s.object_key
-        restarted = ObjectEncryption(CachingKMS(inner), scope=scope)  # a fresh gateway
+        restarted = ObjectEncryption(CachingKMS(inner, config), scope=scope)  # a fresh gateway
         for s, i in zip(sealed, range(50), strict=True):
             assert await restarted.open(s.metadata, "b", f"k{i}") == s.object_key
         return sealed

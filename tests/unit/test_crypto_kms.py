@@ -125,7 +125,8 @@ class SlowKMS(MemoryKMS):
 
 def test_generate_is_reused_within_age_and_object_bounds():
     inner, clock = MemoryKMS(), Clock()
-    kms = CachingKMS(inner, DataKeyCacheConfig(max_age=60, max_objects=10), clock=clock)
+    config = DataKeyCacheConfig(generate=True, max_age=60, max_objects=10)
+    kms = CachingKMS(inner, config, clock=clock)
 
     async def go():
         keys = [await kms.generate_key("tessera-default", b'{"b":"b"}') for _ in range(25)]
@@ -192,7 +193,7 @@ def test_cached_reads_survive_a_kms_outage_and_errors_are_not_cached():
 
 def test_concurrent_misses_share_one_kms_call():
     inner = SlowKMS()
-    kms = CachingKMS(inner)
+    kms = CachingKMS(inner, DataKeyCacheConfig(generate=True))
     dk = run(inner.generate_key("tessera-default", b"{}"))
     inner.calls.clear()
 
@@ -210,7 +211,7 @@ def test_concurrent_misses_share_one_kms_call():
 
 def test_concurrent_generates_respect_the_object_budget():
     inner = SlowKMS()
-    kms = CachingKMS(inner, DataKeyCacheConfig(max_objects=2))
+    kms = CachingKMS(inner, DataKeyCacheConfig(generate=True, max_objects=2))
 
     async def go():
         return await asyncio.gather(
@@ -224,7 +225,7 @@ def test_concurrent_generates_respect_the_object_budget():
 
 def test_cache_is_bounded_and_can_be_cleared():
     inner = MemoryKMS()
-    kms = CachingKMS(inner, DataKeyCacheConfig(max_entries=3))
+    kms = CachingKMS(inner, DataKeyCacheConfig(generate=True, max_entries=3))
 
     async def go():
         for i in range(10):
@@ -239,7 +240,7 @@ def test_cache_is_bounded_and_can_be_cleared():
 
 def test_disabled_cache_passes_every_call_through():
     inner = MemoryKMS()
-    kms = CachingKMS(inner, DataKeyCacheConfig(enabled=False))
+    kms = CachingKMS(inner, DataKeyCacheConfig(generate=False, decrypt=False))
 
     async def go():
         a = await kms.generate_key("tessera-default", b"{}")
@@ -253,13 +254,33 @@ def test_disabled_cache_passes_every_call_through():
 
 
 def test_cache_config_from_env():
-    assert DataKeyCacheConfig.from_env({}) == DataKeyCacheConfig()
+    default = DataKeyCacheConfig.from_env({})
+    assert default == DataKeyCacheConfig()
+    assert (default.generate, default.scope, default.decrypt) == (False, "object", True)
     cfg = DataKeyCacheConfig.from_env(
-        {"TESSERA_KMS_CACHE": "off", "TESSERA_KMS_CACHE_MAX_AGE": "5",
-         "TESSERA_KMS_CACHE_MAX_OBJECTS": "7"}
+        {"TESSERA_KMS_DATA_KEY_CACHE": "bucket", "TESSERA_KMS_CACHE_MAX_AGE": "5",
+         "TESSERA_KMS_CACHE_MAX_OBJECTS": "7", "TESSERA_KMS_DECRYPT_CACHE": "off",
+         "TESSERA_KMS_CACHE_DECRYPT_MAX_AGE": "9", "TESSERA_KMS_CACHE_MAX_ENTRIES": "11"}
     )
-    assert (cfg.enabled, cfg.max_age, cfg.max_objects) == (False, 5.0, 7)
-    for bad in ({"TESSERA_KMS_CACHE": "maybe"}, {"TESSERA_KMS_CACHE_MAX_AGE": "0"},
-                {"TESSERA_KMS_CACHE_MAX_OBJECTS": "x"}):
-        with pytest.raises(ValueError):
+    assert (cfg.generate, cfg.scope, cfg.max_age, cfg.max_objects) == (True, "bucket", 5.0, 7)
+    assert (cfg.decrypt, cfg.decrypt_max_age, cfg.max_entries) == (False, 9.0, 11)
+    assert "bucket-scope" in cfg.describe() and "per object" in default.describe()
+    for bad in ({"TESSERA_KMS_DATA_KEY_CACHE": "on"}, {"TESSERA_KMS_CACHE_MAX_AGE": "0"},
+                {"TESSERA_KMS_CACHE_MAX_OBJECTS": "x"}, {"TESSERA_KMS_DECRYPT_CACHE": "2"},
+                {"TESSERA_KMS_CACHE_MAX_ENTRIES": "-1"}):
+        with pytest.raises(ValueError, match="TESSERA_KMS_"):
             DataKeyCacheConfig.from_env(bad)
+
+
+def test_default_cache_generates_per_object_and_remembers_for_reads():
+    inner = MemoryKMS()
+    kms = CachingKMS(inner)
+
+    async def go():
+        a = await kms.generate_key("tessera-default", b'{"b":"b/k"}')
+        b = await kms.generate_key("tessera-default", b'{"b":"b/k"}')
+        assert a.ciphertext != b.ciphertext  # no sharing without the opt-in
+        assert await kms.decrypt("tessera-default", a.ciphertext, b'{"b":"b/k"}') == a.plaintext
+
+    run(go())
+    assert (inner.calls["generate"], inner.calls["decrypt"]) == (2, 0)

@@ -11,9 +11,13 @@ import time
 import grpc
 import pytest
 
+from gateway.crypto.envelope import SealedObject
+from gateway.crypto.keys import seal_object_key
+from gateway.crypto.metadata import EncryptionMetadata
 from gateway.erasure import BLOCK_SIZE
 from gateway.objects import errors as oe
 from gateway.objects.api import PutMetadata, SSEParams
+from gateway.objects.encryption import ObjectSealing
 from gateway.objects.get import ErasureObjectReader
 from gateway.objects.put import put_stream
 from gateway.objects.versions import read_version
@@ -344,8 +348,11 @@ def test_sealer_output_is_recut_into_erasure_blocks(size):
         await layer.make_bucket("b")
         data = os.urandom(size)
         sealer = HoldBackSealer()
+        record = EncryptionMetadata(mode="SSE-C", sealed_key=seal_object_key(
+            os.urandom(32), os.urandom(32), domain="SSE-C", bucket="b", key="k"))
         info = await put_stream(layer.ctx, "b", "k", body(data, 3000), size=size,
-                                metadata=META, sealer=sealer, encryption={"mode": "SSE-S3"})
+                                metadata=META, sealer=sealer,
+                                encryption=ObjectSealing(SealedObject(b"", record)))
         expected = b""
         blocks = [data[i:i + SMALL_BLOCK] for i in range(0, size, SMALL_BLOCK)] or [b""]
         replay = HoldBackSealer()
@@ -353,7 +360,7 @@ def test_sealer_output_is_recut_into_erasure_blocks(size):
             expected += replay.seal(block, i, i == len(blocks) - 1)
         eset = layer.ctx.placement.locate("b", "k")
         chosen = await read_version(layer.ctx, "b", "k", eset)
-        assert chosen.meta.stored_size == len(expected) and info.encryption.mode == "SSE-S3"
+        assert chosen.meta.stored_size == len(expected) and info.encryption.mode == "SSE-C"
         reader = ErasureObjectReader(layer.ctx, info, chosen)
         assert b"".join([c async for c in reader.stream_stored()]) == expected
         mid = len(expected) // 2

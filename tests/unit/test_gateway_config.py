@@ -76,3 +76,59 @@ def test_refusals_are_one_line(argv, env, message):
                                               (8, 4), (16, 4)])
 def test_default_parity_follows_minio(size, parity):
     assert default_parity(size) == parity
+
+
+def _kms_env(tmp_path, **extra):
+    from cluster.certs import ClusterCA
+
+    ca = ClusterCA.open(tmp_path / "certs")
+    pair = ca.issue("kes-client", server=False)
+    return {**CREDS, "MINIO_KMS_KES_ENDPOINT": "https://127.0.0.1:7373,https://127.0.0.1:7374",
+            "MINIO_KMS_KES_CERT_FILE": str(pair.cert), "MINIO_KMS_KES_KEY_FILE": str(pair.key),
+            "MINIO_KMS_KES_CAPATH": str(ca.cert_path),
+            "MINIO_KMS_KES_KEY_NAME": "minio-default-key", **extra}
+
+
+def test_kms_settings_from_minio_variables(tmp_path):
+    args = ["--listen", "127.0.0.1:9000", "--topology", str(_topology(tmp_path))]
+    config = load_config(args, _kms_env(tmp_path, MINIO_KMS_AUTO_ENCRYPTION="on",
+                                        TESSERA_KMS_DATA_KEY_CACHE="bucket",
+                                        TESSERA_GATEWAY_BUCKET_CONFIG_TTL="0"))
+    assert config.kms is not None and config.auto_encryption
+    assert config.kms.kes.endpoints == ("https://127.0.0.1:7373", "https://127.0.0.1:7374")
+    assert config.kms.default_key == "minio-default-key"
+    assert config.kms.cache.scope == "bucket" and config.bucket_config_ttl == 0
+    plain = load_config(args, CREDS)
+    assert plain.kms is None and not plain.auto_encryption and plain.bucket_config_ttl == 1.0
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"MINIO_KMS_KES_ENDPOINT": ""}, "MINIO_KMS_KES_CERT_FILE is set but MINIO_KMS_KES_ENDPOINT"),
+    ({"MINIO_KMS_KES_KEY_NAME": ""}, "MINIO_KMS_KES_KEY_NAME is not set"),
+    ({"MINIO_KMS_KES_KEY_NAME": "bad name"}, "not a valid KES key name"),
+    ({"MINIO_KMS_KES_CERT_FILE": "/nope.crt"}, "MINIO_KMS_KES_CERT_FILE: /nope.crt does not"),
+    ({"MINIO_KMS_KES_ENDPOINT": "http://127.0.0.1:7373"}, "is not an https:// URL"),
+    ({"TESSERA_KMS_CACHE_MAX_AGE": "-3"}, "TESSERA_KMS_CACHE_MAX_AGE must be positive"),
+    ({"TESSERA_GATEWAY_BUCKET_CONFIG_TTL": "soon"}, "must be a number of seconds"),
+])
+def test_bad_kms_settings_are_one_line(tmp_path, change, message):
+    with pytest.raises(ConfigError, match=message) as exc:
+        load_config(["--listen", "127.0.0.1:9000", "--topology", str(_topology(tmp_path))],
+                    _kms_env(tmp_path, **change))
+    assert "\n" not in str(exc.value)
+
+
+def test_auto_encryption_needs_a_kms_and_memory_never_encrypts(tmp_path):
+    with pytest.raises(ConfigError, match="needs a KMS"):
+        load_config(["--listen", ":9000", "--memory"],
+                    {**CREDS, "MINIO_KMS_AUTO_ENCRYPTION": "on"})
+    with pytest.raises(ConfigError, match="never encrypts"):
+        load_config(["--listen", ":9000", "--memory"], _kms_env(tmp_path))
+
+
+def _topology(tmp_path):
+    from common.topology import Topology
+
+    path = tmp_path / "topology.json"
+    Topology.from_addresses([f"127.0.0.1:{9200 + i}" for i in range(6)]).save(path)
+    return path

@@ -1,7 +1,14 @@
 """Bucket operations: ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation,
-GetBucketVersioning (always unversioned), GetBucketAcl, and the encryption-config seam."""
+GetBucketVersioning (always unversioned), GetBucketAcl, and Get/Put/DeleteBucketEncryption."""
 
 from __future__ import annotations
+
+from gateway.crypto.policy import (
+    BUCKET_ENCRYPTION_CONFIG,
+    parse_bucket_encryption,
+    render_bucket_encryption,
+)
+from gateway.objects.errors import KMSKeyNotFound, KMSNotConfigured, SSECKeyRequired
 
 from ..body import read_small_body
 from ..errors import S3Error
@@ -47,6 +54,7 @@ async def create_bucket(ctx: Context) -> Response:
                           f"The location constraint {location!r} does not match this "
                           f"server's region {ctx.config.region!r}.")
     await ctx.layer.make_bucket(bucket)
+    ctx.sse.defaults.forget(bucket)  # a bucket of that name may have had a default lately
     return Response(200, {"location": f"/{bucket}"})
 
 
@@ -56,7 +64,9 @@ async def head_bucket(ctx: Context) -> Response:
 
 
 async def delete_bucket(ctx: Context) -> Response:
-    await ctx.layer.delete_bucket(bucket_of(ctx))
+    bucket = bucket_of(ctx)
+    await ctx.layer.delete_bucket(bucket)
+    ctx.sse.defaults.forget(bucket)
     return Response(204)
 
 
@@ -76,8 +86,11 @@ async def get_acl(ctx: Context) -> Response:
     """The only ACL we have: the owner holds FULL_CONTROL (s3cmd and some SDKs ask)."""
     bucket = bucket_of(ctx)
     if ctx.req.key is not None:
-        reader = await ctx.layer.open_object(bucket, ctx.req.key)
-        await reader.close()
+        try:
+            reader = await ctx.layer.open_object(bucket, ctx.req.key)
+            await reader.close()
+        except SSECKeyRequired:
+            pass  # it exists; reading its ACL needs no customer key
     else:
         await ctx.layer.head_bucket(bucket)
     root = Element("AccessControlPolicy")
@@ -89,6 +102,30 @@ async def get_acl(ctx: Context) -> Response:
 
 
 async def bucket_encryption(ctx: Context) -> Response:
-    await ctx.layer.head_bucket(bucket_of(ctx))
-    raise S3Error("NotImplemented",
-                  "Bucket encryption configuration is not available on this gateway.")
+    """GET, PUT and DELETE ?encryption: the bucket's default encryption, applied to writes
+    that carry no SSE headers (gateway/crypto/policy.py)."""
+    bucket = bucket_of(ctx)
+    await ctx.layer.head_bucket(bucket)
+    method = ctx.req.method
+    if method == "GET":
+        stored = await ctx.layer.get_bucket_config(bucket, BUCKET_ENCRYPTION_CONFIG)
+        if not stored:
+            raise S3Error("ServerSideEncryptionConfigurationNotFoundError",
+                          BucketName=bucket)
+        return Response(200, {"content-type": "application/xml"},
+                        render_bucket_encryption(parse_bucket_encryption(stored)))
+    if method == "DELETE":
+        await ctx.layer.put_bucket_config(bucket, BUCKET_ENCRYPTION_CONFIG, None)
+        ctx.sse.defaults.forget(bucket)
+        return Response(204)
+    body = await read_small_body(ctx, MAX_CONFIG_BODY)
+    kms = ctx.sse.kms
+    if kms is None:  # MinIO: 501 before looking at the rule
+        raise KMSNotConfigured("Server side encryption specified but KMS is not configured")
+    config = parse_bucket_encryption(body)
+    if config.kms_key_id is not None and not await kms.key_exists(config.kms_key_id):
+        raise KMSKeyNotFound(f"The KMS key {config.kms_key_id!r} does not exist.")
+    await ctx.layer.put_bucket_config(bucket, BUCKET_ENCRYPTION_CONFIG,
+                                      render_bucket_encryption(config))
+    ctx.sse.defaults.forget(bucket)
+    return Response(200)

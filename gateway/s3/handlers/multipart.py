@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
+from gateway.crypto.sse import SSEOperation
 from gateway.objects.api import MAX_PART_NUMBER, MAX_PART_SIZE, CompletedPart, PartInfo
 from gateway.objects.errors import UploadNotFound
 
@@ -24,7 +25,7 @@ from ..checksums import (
 from ..errors import S3Error
 from ..metadata import checksum_headers, put_metadata
 from ..request import Context, Response
-from ..sse import customer_key, encryption_headers, sse_for_write
+from ..sse import encryption_headers, read_keys, write_sse
 from ..xml import Element, iso8601, parse_xml
 from .common import (
     bucket_of,
@@ -65,13 +66,13 @@ async def create_multipart_upload(ctx: Context) -> Response:
                                         "with a CRC algorithm.")
     # the upload remembers algorithm -> checksum type; Complete stores the real value
     metadata = put_metadata(h, {algorithm: kind} if algorithm else {})
-    upload = await ctx.layer.create_multipart_upload(bucket, key, metadata=metadata,
-                                                     sse=sse_for_write(h))
+    sse, request = await write_sse(ctx, bucket, SSEOperation.CREATE_MULTIPART_UPLOAD)
+    upload = await ctx.layer.create_multipart_upload(bucket, key, metadata=metadata, sse=sse)
     root = Element("InitiateMultipartUploadResult")
     root.add("Bucket", bucket)
     root.add("Key", key)
     root.add("UploadId", upload.upload_id)
-    headers = encryption_headers(upload.encryption, customer_key(h))
+    headers = encryption_headers(upload.encryption, request.customer_key)
     if algorithm:
         headers[CHECKSUM_ALGORITHM] = algorithm
         headers[CHECKSUM_TYPE] = kind
@@ -88,13 +89,15 @@ async def upload_part(ctx: Context) -> Response:
     upload_id = ctx.req.args["uploadId"]
     h = ctx.req.h
     md5 = parse_content_md5(h["content-md5"]) if "content-md5" in h else None
-    await ctx.layer.get_upload(bucket, key, upload_id)
+    key_c = read_keys(ctx, SSEOperation.UPLOAD_PART).customer_key
+    upload = await ctx.layer.get_upload(bucket, key, upload_id)
     body = open_body(ctx, limit=MAX_PART_SIZE)
     part = await ctx.layer.upload_part(bucket, key, upload_id, number, body,
-                                       size=body.declared, sse_c=customer_key(h),
+                                       size=body.declared, sse_c=key_c,
                                        expected_md5=md5, checksums=body.checksums)
     headers = {"etag": f'"{part.etag}"'}
     headers.update(checksum_headers(body.checksums))
+    headers.update(encryption_headers(upload.encryption, key_c))
     return Response(200, headers)
 
 
@@ -166,8 +169,9 @@ async def complete_multipart_upload(ctx: Context) -> Response:
     listed = _listed_parts(await read_small_body(ctx, MAX_COMPLETE_BODY, body_checksums=False))
     algorithm, kind = next(iter(upload.metadata.checksums.items()), ("", COMPOSITE))
     checksums = await _object_checksum(ctx, bucket, key, upload_id, algorithm, kind, listed)
+    key_c = read_keys(ctx, SSEOperation.COMPLETE_MULTIPART_UPLOAD).customer_key
     info = await ctx.layer.complete_multipart_upload(
-        bucket, key, upload_id, [part for part, _ in listed], sse_c=customer_key(ctx.req.h),
+        bucket, key, upload_id, [part for part, _ in listed], sse_c=key_c,
         checksums=checksums)
     root = Element("CompleteMultipartUploadResult")
     host = ctx.req.host or "localhost"
@@ -178,7 +182,7 @@ async def complete_multipart_upload(ctx: Context) -> Response:
     for name, value in checksums.items():
         root.add(f"Checksum{name}", value)
         root.add("ChecksumType", kind)
-    return xml_response(root, headers=encryption_headers(info.encryption))
+    return xml_response(root, headers=encryption_headers(info.encryption, key_c))
 
 
 class _RecentAborts:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.objects.api import MAX_SINGLE_PUT, ObjectInfo, ObjectReader
+from gateway.crypto.sse import SSEOperation
+from gateway.objects.api import MAX_SINGLE_PUT, ObjectInfo, ObjectReader, SSECustomerKey
 from gateway.objects.errors import ObjectLayerError
 
 from ..body import open_body, read_small_body
@@ -12,7 +13,7 @@ from ..errors import S3Error, to_s3_error
 from ..metadata import checksum_headers, http_date, object_headers, put_metadata
 from ..names import check_key
 from ..request import Context, Response
-from ..sse import customer_key, encryption_headers, sse_for_write
+from ..sse import encryption_headers, read_keys, write_sse
 from ..xml import Element, parse_xml
 from .common import bucket_of, check_write_headers, int_arg, object_of, xml_response
 
@@ -34,15 +35,15 @@ async def put_object(ctx: Context) -> Response:
     bucket, key = object_of(ctx)
     check_write_headers(ctx)
     h = ctx.req.h
-    sse = sse_for_write(h)
     md5 = parse_content_md5(h["content-md5"]) if "content-md5" in h else None
+    sse, request = await write_sse(ctx, bucket, SSEOperation.PUT_OBJECT)
     body = open_body(ctx, limit=MAX_SINGLE_PUT)
     metadata = put_metadata(h, body.checksums)
     info = await ctx.layer.put_object(bucket, key, body, size=body.declared, metadata=metadata,
                                       sse=sse, expected_md5=md5)
     headers = {"etag": f'"{info.etag}"'}
     headers.update(checksum_headers(body.checksums))
-    headers.update(encryption_headers(info.encryption, customer_key(h)))
+    headers.update(encryption_headers(info.encryption, request.customer_key))
     return Response(200, headers)
 
 
@@ -71,8 +72,8 @@ def _part_range(ctx: Context, info: ObjectInfo) -> tuple[ByteRange | None, dict[
 
 async def _serve(ctx: Context, *, head: bool) -> Response:
     bucket, key = object_of(ctx)
-    h = ctx.req.h
-    key_c = customer_key(h)
+    key_c = read_keys(ctx, SSEOperation.HEAD_OBJECT if head else
+                      SSEOperation.GET_OBJECT).customer_key
     reader = await ctx.layer.open_object(bucket, key, version_id=ctx.req.args.get("versionId"),
                                          sse_c=key_c)
     try:
@@ -82,7 +83,8 @@ async def _serve(ctx: Context, *, head: bool) -> Response:
         raise
 
 
-def _respond(ctx: Context, reader: ObjectReader, *, head: bool, key_c: object) -> Response:
+def _respond(ctx: Context, reader: ObjectReader, *, head: bool,
+             key_c: SSECustomerKey | None) -> Response:
     info = reader.info
     h = ctx.req.h
     try:
@@ -100,7 +102,7 @@ def _respond(ctx: Context, reader: ObjectReader, *, head: bool, key_c: object) -
     checksum_mode = h.get("x-amz-checksum-mode", "").upper() == "ENABLED"
     headers = object_headers(info, with_checksums=checksum_mode and whole)
     headers.update(extra)
-    headers.update(encryption_headers(info.encryption, key_c))  # type: ignore[arg-type]
+    headers.update(encryption_headers(info.encryption, key_c))
     for param, header in RESPONSE_OVERRIDES.items():
         if param in ctx.req.args:
             headers[header] = ctx.req.args[param]
