@@ -130,7 +130,13 @@ class GrpcNodeClient:
                        # a fixed 1 MiB window per stream: with BDP probing the windows grow
                        # until a 64 MiB GET held ~50 MiB of not-yet-read shards in the core
                        ("grpc.http2.bdp_probe", 0),
-                       ("grpc.http2.lookahead_bytes", _STREAM_WINDOW)]
+                       ("grpc.http2.lookahead_bytes", _STREAM_WINDOW),
+                       # gRPC's reconnect backoff grows to 120 s by default, and calls on a
+                       # channel in backoff fail at once: a node back from an outage would
+                       # stay unreachable long after it answers again
+                       ("grpc.initial_reconnect_backoff_ms", 100),
+                       ("grpc.min_reconnect_backoff_ms", 100),
+                       ("grpc.max_reconnect_backoff_ms", 1000)]
             if self._tls is None:
                 self._channel = grpc.aio.insecure_channel(self.address, options=options)
             else:

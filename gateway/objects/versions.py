@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -124,8 +124,10 @@ async def read_version(ctx: LayerContext, bucket: str, key: str, eset: ErasureSe
 
     def decided(results: dict[str, NodeResult[pb.ReadMetaReply]]) -> bool:
         answers = _answers(results)
+        # every node without a definite answer (pending, failed, or not asked because it is
+        # sidelined) might hold a version: only what they cannot change is decided
         choice = choose_version(answers, read_quorum=eset.read_quorum,
-                                pending=len(nodes) - len(results))
+                                pending=len(eset.nodes) - len(answers))
         if isinstance(choice, str):
             # stop once a quorum agrees; wait a moment for missing data-shard holders, so a
             # healthy read stays a join rather than a decode
@@ -134,21 +136,41 @@ async def read_version(ctx: LayerContext, bucket: str, key: str, eset: ErasureSe
             k = next(v.geometry.data_shards for vs in answers.values() for v in vs
                      if v.version_id == choice) or eset.read_quorum
             return held.issuperset(range(k)) or time.monotonic() - started > HOLDER_GRACE
-        # "absent" needs as many answers as "present" does; errors wait for everyone
+        # "absent" needs as many answers as "present" does, and silent nodes that could not
+        # make any version readable
         return choice is None and len(answers) >= eset.read_quorum
 
-    out = await fan_out(nodes, lambda n: ctx.pool.client(n).unary("ReadMeta", request,
-                                                                    deadline=timeout),
-                        quorum=eset.read_quorum, timeout=timeout + 1, done=decided,
-                        detach=True)
-    answers = _answers({r.node: r for r in out.results})
-    chosen = choose_version(answers, read_quorum=eset.read_quorum)
+    def read_meta(node: str) -> Awaitable[pb.ReadMetaReply]:
+        return ctx.pool.client(node).unary("ReadMeta", request, deadline=timeout)
+
+    out = await fan_out(nodes, read_meta, quorum=eset.read_quorum, timeout=timeout + 1,
+                        done=decided, detach=True)
+    results = {r.node: r for r in out.results}
+    answers = _answers(results)
+    silent = len(eset.nodes) - len(answers)
+    chosen = choose_version(answers, read_quorum=eset.read_quorum, pending=silent)
+    sidelined = [n for n in eset.nodes if n not in nodes]
+    if chosen is UNDECIDED and sidelined:
+        # Only nodes the pool is backing off from could decide it (e.g. just back from an
+        # outage): asking them costs at most one deadline, failing the read costs a retry.
+        more = await fan_out(sidelined, read_meta, quorum=1, timeout=timeout + 1)
+        results.update({r.node: r for r in more.results})
+        answers = _answers(results)
+        silent = len(eset.nodes) - len(answers)
+        chosen = choose_version(answers, read_quorum=eset.read_quorum, pending=silent)
+        out = type(out)(tuple(results.values()), out.quorum)
     if isinstance(chosen, str):
         return resolve_version(answers, chosen)
     what = f"read {bucket}/{key}"
     if len(answers) < eset.read_quorum:
         reduce_errors(out.results, eset.read_quorum, write=False, what=what)
         raise oe.InsufficientReadQuorum(f"{what}: {len(answers)} of {len(nodes)} answered")
+    if chosen is UNDECIDED:
+        # A version the answering nodes hold too few shards of may be complete on the silent
+        # ones: "absent" would tell the client an acknowledged object was deleted. Retryable.
+        raise oe.InsufficientReadQuorum(
+            f"{what}: {len(answers)} of {len(eset.nodes)} nodes answered and no version has "
+            f"{eset.read_quorum} holders among them; {silent} silent node(s) may hold it")
     if version_id:
         raise oe.VersionNotFound(f"{bucket}/{key} has no version {version_id}")
     raise oe.ObjectNotFound(f"{bucket}/{key} does not exist")

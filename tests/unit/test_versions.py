@@ -48,3 +48,12 @@ def test_quorum_follows_the_versions_own_geometry():
     # written when the set used 3+3: three holders are a read quorum for it
     answers = {"n1": [v("7", k=3)], "n2": [v("7", k=3)], "n3": [v("7", k=3)], "n4": []}
     assert choose_version(answers, read_quorum=4) == "7"
+
+
+def test_silent_nodes_that_could_complete_a_version_leave_it_undecided():
+    # v1 on 3 answering nodes, 2 silent: the silent ones may hold its 4th shard
+    answers = {f"n{i}": [v("1")] for i in range(3)} | {"n3": []}
+    assert choose_version(answers, read_quorum=4, pending=2) is UNDECIDED
+    # with only 1 node silent and 2 holders, no version can reach 4: absent
+    answers = {f"n{i}": [v("1")] for i in range(2)} | {"n2": [], "n3": [], "n4": []}
+    assert choose_version(answers, read_quorum=4, pending=1) is None
