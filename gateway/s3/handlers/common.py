@@ -80,7 +80,11 @@ def check_write_headers(ctx: Context) -> None:
         raise S3Error("InvalidStorageClass")
 
 
-def owner_element(parent: Element, ctx: Context, tag: str = "Owner") -> None:
+XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
+
+
+def owner_element(parent: Element, ctx: Context, tag: str = "Owner") -> Element:
     owner = parent.add(tag)
     owner.add("ID", hashlib.sha256(ctx.config.access_key.encode()).hexdigest())
     owner.add("DisplayName", ctx.config.access_key)
+    return owner
