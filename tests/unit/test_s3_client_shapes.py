@@ -64,3 +64,23 @@ def test_acl_grantee_carries_xsi_type_for_s3cmd():
         assert [(g.xsi_type, g.permission) for g in acl.grantees] == [
             ("CanonicalUser", "FULL_CONTROL")]
         assert acl.getGrantList() == [{"grantee": ACCESS, "permission": "FULL_CONTROL"}]
+
+
+def test_acls_granting_others_are_refused_not_dropped():
+    """s3cmd --acl-public (x-amz-acl: public-read) was stored privately while s3cmd printed a
+    public URL; rclone sends x-amz-acl: private on every write, which must keep working."""
+    app = _app()
+    public = {"x-amz-acl": "public-read"}
+    status, _, body = _call(app, "PUT", "/acl-pub", headers=public)
+    assert (status, b"<Code>AccessControlListNotSupported</Code>" in body) == (400, True)
+    assert _call(app, "HEAD", "/acl-pub")[0] == 404
+    assert _call(app, "PUT", "/acl-pub", headers={"x-amz-acl": "private"})[0] == 200
+    for headers in (public, {"x-amz-grant-read": 'uri="http://acs.amazonaws.com/groups/'
+                                                 'global/AllUsers"'}):
+        status, _, body = _call(app, "PUT", "/acl-pub/obj", b"data", headers)
+        assert (status, b"<Code>AccessControlListNotSupported</Code>" in body) == (400, True)
+        status, _, body = _call(app, "POST", "/acl-pub/obj?uploads", headers=headers)
+        assert status == 400, body
+    assert _call(app, "HEAD", "/acl-pub/obj")[0] == 404
+    for acl in ("private", "bucket-owner-full-control"):
+        assert _call(app, "PUT", "/acl-pub/obj", b"data", {"x-amz-acl": acl})[0] == 200
