@@ -36,17 +36,18 @@ def client_env(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, 
 
 
 def run(argv: Sequence[str], env: Mapping[str, str], *, check: bool = True,
-        timeout: float = 90, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
-    """Run a client command, bounded in time; `check` fails the test with its stderr."""
+        timeout: float = 90, stdin: bytes | None = None,
+        binary: bool = False) -> subprocess.CompletedProcess:
+    """Run a client command, bounded in time; `check` fails the test with its stderr. Output
+    is text unless `binary` (stdout is then bytes)."""
     result = subprocess.run(list(argv), env=dict(env), input=stdin, capture_output=True,
                             timeout=timeout, check=False)
-    out = subprocess.CompletedProcess(result.args, result.returncode,
-                                      result.stdout.decode("utf-8", "replace"),
-                                      result.stderr.decode("utf-8", "replace"))
-    if check and out.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, argv[:6]))} ... failed ({out.returncode}):\n"
-                             f"{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
-    return out
+    stderr = result.stderr.decode("utf-8", "replace")
+    stdout = result.stdout if binary else result.stdout.decode("utf-8", "replace")
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, argv[:6]))} ... failed ({result.returncode}):"
+                             f"\n{str(stdout)[-2000:]}\n{stderr[-3000:]}")
+    return subprocess.CompletedProcess(result.args, result.returncode, stdout, stderr)
 
 
 def md5_hex(data: bytes) -> str:
