@@ -10,12 +10,16 @@ STUBS  := proto/storage_pb2.py proto/storage_pb2_grpc.py
 N        ?= 6
 GATEWAYS ?= 2
 KES      ?= 2
-PARITY   ?=
+PARITY   ?= 2
+# e.g. NODE_TMPFS=node-3=64M: that node's data dir on its own small tmpfs (disk-full drills)
+NODE_TMPFS ?=
+NAME     ?= gateway-1
 
-CLUSTER_ARGS := --nodes $(N) --gateways $(GATEWAYS) --kes $(KES) $(if $(PARITY),--parity $(PARITY),)
+CLUSTER_ARGS := --nodes $(N) --gateways $(GATEWAYS) --kes $(KES) --parity $(PARITY) \
+                $(foreach t,$(NODE_TMPFS),--node-tmpfs $(t))
 
-.PHONY: install proto cluster cluster-down cluster-status test test-unit test-integration \
-        test-chaos test-tools lint bench clean
+.PHONY: install proto cluster cluster-down cluster-status cluster-logs test test-unit \
+        test-integration test-chaos test-tools lint bench clean
 
 install: $(STAMP) $(STUBS)
 
@@ -40,6 +44,10 @@ cluster-down: install
 
 cluster-status: install
 	$(PY) -m cluster status
+
+# the last lines of one process's log, then follow it: make cluster-logs NAME=node-3
+cluster-logs:
+	tail -n 50 -f .cluster/logs/$(NAME).log
 
 # rclone is a Go binary, not a PyPI package: the client tests need it, so it comes from Debian's
 # packages when missing and apt-get is usable (root). Idempotent and quiet; without apt the rclone

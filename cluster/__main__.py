@@ -1,6 +1,7 @@
-"""`python -m cluster up|down|status|kill|stop|resume|restart|start|heal|corrupt`: the local
-cluster tool. `stop` is SIGSTOP (a frozen process, as in the chaos tests; `pause` is the same),
-`kill` is SIGKILL, `resume` is SIGCONT; `down` stops the whole cluster gracefully."""
+"""`python -m cluster up|down|status|kill|stop|resume|restart|start|heal|corrupt|fill-disk|
+free-disk|load|prometheus-token`: the local cluster tool. `stop` is SIGSTOP (a frozen process,
+as in the chaos tests; `pause` is the same), `kill` is SIGKILL, `resume` is SIGCONT; `down`
+stops the whole cluster gracefully."""
 
 from __future__ import annotations
 
@@ -23,8 +24,23 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--set-size", type=int, default=None)
     up.add_argument("--ports", choices=("fixed", "auto"), default="fixed",
                     help="fixed: the documented port scheme; auto: free ephemeral ports")
+    up.add_argument("--node-tmpfs", action="append", default=[], metavar="[NODE=]SIZE",
+                    help="put a node's data dir on its own tmpfs of SIZE (e.g. node-3=64M; "
+                         "a bare SIZE: every node); needs root; its data is lost at `down`")
     sub.add_parser("down", help="stop every process of the cluster (data stays)")
-    sub.add_parser("status", help="one line per process, with its health")
+    sub.add_parser("status", help="processes, node disks, quorum per set, KES, heal backlog")
+    fill = sub.add_parser("fill-disk", help="fill a node's own (tmpfs) disk with a ballast")
+    fill.add_argument("name", help="storage node, e.g. node-3")
+    fill.add_argument("--leave", default="0", help="bytes to leave free (e.g. 1M)")
+    free = sub.add_parser("free-disk", help="remove a node's ballast")
+    free.add_argument("name", help="storage node, e.g. node-3")
+    sub.add_parser("prometheus-token", help="print a bearer token for the metrics endpoint")
+    load = sub.add_parser("load", help="a bounded mixed S3 load through every gateway, "
+                                       "verifying every read (cluster/chaos.py)")
+    load.add_argument("--ops", type=int, default=400, help="operations to run")
+    load.add_argument("--concurrency", type=int, default=8)
+    load.add_argument("--max-size", default="20M", help="largest object (default 20M)")
+    load.add_argument("--bucket", default="chaos-load")
     for name, text in (("kill", "SIGKILL a process"), ("stop", "SIGSTOP a process (freeze it)"),
                        ("pause", "same as stop"),
                        ("resume", "SIGCONT a stopped process"), ("start", "start a process"),
@@ -50,33 +66,83 @@ _SIGNALS = {"stop": "pause", "pause": "pause", "kill": "kill", "resume": "resume
             "start": "start", "restart": "restart"}
 
 
+def _shown(path: Path) -> Path:
+    path = Path(path)
+    return path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+
+
 def _print_summary(cluster: Cluster) -> None:
     access, secret = cluster.credentials
-    print("\nTessera cluster is up.")
+    spec = cluster.meta.get("spec", {})
+    nodes, gateways = cluster.by_role("node"), cluster.by_role("gateway")
+    layout = ""
+    if nodes:
+        size = cluster.topology.set_size
+        parity = spec.get("parity")
+        layout = (f"{len(nodes)} nodes in {len(cluster.topology.sets)} erasure set(s)"
+                  + (f" of EC {size - parity}+{parity}" if parity is not None else ""))
+    print(f"\nTessera cluster is up: {layout}, {len(gateways)} gateways, "
+          f"{len(cluster.by_role('kes'))} KES servers.")
     for r in cluster.records:
-        extra = f"  https://{r.extra['https']}" if r.extra.get("https") else ""
-        print(f"  {r.name:<11} {r.role:<8} {r.address:<16}{extra}  pid {r.pid}")
-    print(f"\n  access key: {access}\n  secret key: {secret}")
-    env = cluster.env_path
-    shown = env.relative_to(Path.cwd()) if env.is_relative_to(Path.cwd()) else env
-    print(f"\n  source {shown}")
-    if cluster.by_role("gateway"):
-        print(f"  aws s3 ls --endpoint-url {cluster.gateway_url(0)}")
+        if r.role == "gateway":
+            where = f"http://{r.address}  https://{r.extra['https']}"
+        elif r.role == "kes":
+            where = f"https://{r.address}"
+        else:
+            disk = f" (tmpfs {r.extra['tmpfs']})" if r.extra.get("tmpfs") else ""
+            where = f"{r.address} gRPC/mTLS, data {_shown(Path(r.data_dir))}{disk}"
+        print(f"  {r.name:<11} {r.role:<8} pid {r.pid:<8} {where}")
+    print(f"\n  access key  {access}\n  secret key  {secret}\n"
+          f"  CA          {_shown(cluster.ca_path)}")
+    print(f"\n  source {_shown(cluster.env_path)}   # AWS_* (endpoint, keys, region, CA "
+          "bundle), S3CMD_CONFIG, MINIO_KMS_KES_*")
+    if gateways:
+        url = cluster.gateway_url(0)
+        root = _shown(cluster.root)
+        print(f"  aws s3 mb s3://demo && aws s3 cp FILE s3://demo/ --sse AES256\n"
+              f"  s3cmd ls                              # config {root}/s3cfg\n"
+              f"  mc alias set tessera {url} {access} $MINIO_ROOT_PASSWORD\n"
+              f"  curl -H \"Authorization: Bearer $(cat {root}/prometheus.token)\" "
+              f"{url}/minio/v2/metrics/cluster   # scrape config: {root}/prometheus.yml")
+    print(f"  logs in {_shown(cluster.root / 'logs')}/; make cluster-status; "
+          "make cluster-down (data stays)")
 
 
-def _status(cluster: Cluster) -> int:
+def _tmpfs(values: list[str]) -> dict[str, str]:
+    out = {}
+    for value in values:
+        name, _, size = value.rpartition("=")
+        out[name or "*"] = size
+    return out
+
+
+def _operate(cluster: Cluster, args: argparse.Namespace) -> int:
+    from .disks import DiskError, parse_size
+
     if not cluster.records:
-        print("no cluster here (run `make cluster`)")
-        return 1
-    bad = 0
-    for r in cluster.records:
-        state = cluster.state_of(r.name)
-        health = cluster.probe(r, timeout=1.0) if state == "running" else None
-        detail = health.detail if health else "-"
-        if not (health and health.ok):
-            bad += 1
-        print(f"{r.name:<11} {r.role:<8} {r.address:<16} pid {r.pid:<8} {state:<8} {detail}")
-    return 0 if bad == 0 else 2
+        raise ClusterError("no cluster here (run `make cluster`)")
+    if args.command == "prometheus-token":
+        from gateway.ops.prometheus_auth import make_token
+
+        print(make_token(*cluster.credentials))
+    elif args.command == "fill-disk":
+        try:
+            leave = parse_size(args.leave)
+        except DiskError as exc:
+            raise ClusterError(str(exc)) from None
+        added = cluster.fill_disk(args.name, leave)
+        print(f"fill-disk {args.name}: ballast grew by {added} bytes")
+    elif args.command == "free-disk":
+        print(f"free-disk {args.name}: {cluster.free_disk(args.name)} bytes freed")
+    else:
+        from .chaos import LoadSpec, run_load
+
+        report = run_load(cluster, LoadSpec(operations=args.ops, concurrency=args.concurrency,
+                                            max_size=parse_size(args.max_size),
+                                            bucket=args.bucket))
+        print(report.summary())
+        return 0 if report.clean else 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "up":
             spec = ClusterSpec(nodes=args.nodes, gateways=args.gateways, kes=args.kes,
                                parity=args.parity, set_size=args.set_size,
-                               ports=args.ports)
+                               ports=args.ports, node_tmpfs=_tmpfs(args.node_tmpfs))
             cluster.up(spec)
             _print_summary(cluster)
         elif args.command == "down":
@@ -94,7 +160,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stopped {len(stopped)} processes" + (f": {', '.join(stopped)}"
                                                           if stopped else ""))
         elif args.command == "status":
-            return _status(cluster)
+            if not cluster.records:
+                print("no cluster here (run `make cluster`)")
+                return 1
+            from .status import print_status
+
+            return print_status(cluster)
+        elif args.command in ("fill-disk", "free-disk", "prometheus-token", "load"):
+            return _operate(cluster, args)
         elif args.command == "heal":
             from .healing import run_heal
 

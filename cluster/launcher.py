@@ -9,6 +9,11 @@ tests exercise exactly what users run. Everything lives under one root directory
     <root>/certs/              cluster CA and every leaf certificate
     <root>/logs/<name>.log     one log per process
     <root>/<name>/             data or state directory of a process
+    <root>/s3cfg               an s3cmd configuration for gateway-1
+    <root>/prometheus.token    a bearer token for /minio/v2/metrics/cluster (and prometheus.yml)
+
+A node may get its data directory on a small tmpfs of its own (`node_tmpfs`), for disk-full
+drills (cluster/disks.py): mounted before the node starts, unmounted (data gone) by `down`.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import contextlib
 import json
 import os
 import secrets
+import shlex
 import signal
 import socket
 import sys
@@ -27,6 +33,7 @@ from pathlib import Path
 
 from common.topology import Topology, choose_set_size
 
+from . import disks
 from .certs import ClusterCA, identity_of_pem
 from .probes import Probe, probe_gateway, probe_kes, probe_node
 from .processes import ProcessRecord, is_alive, process_state, spawn, stop
@@ -71,6 +78,9 @@ class ClusterSpec:
     # Extra environment for gateways (e.g. MINIO_KMS_AUTO_ENCRYPTION). MINIO_* variables of
     # the launcher's own environment are passed through as well.
     gateway_env: dict[str, str] = field(default_factory=dict)
+    node_env: dict[str, str] = field(default_factory=dict)  # e.g. TESSERA_NODE_TMP_GRACE
+    # node name (or "*" for every node) -> tmpfs size ("64M") for its data directory
+    node_tmpfs: dict[str, str] = field(default_factory=dict)
     ready_timeout: float = 60.0
 
 
@@ -210,9 +220,11 @@ class Cluster:
                          "--client-ca", str(ca.cert_path)]
             else:
                 argv += ["--insecure"]
+            tmpfs = spec.node_tmpfs.get(name) or spec.node_tmpfs.get("*")
             records.append(ProcessRecord("node", name, address, argv, self._log(name),
                                          data_dir=str(data), cert=str(pair.cert),
-                                         key=str(pair.key)))
+                                         key=str(pair.key), env=dict(spec.node_env),
+                                         extra={"tmpfs": tmpfs} if tmpfs else {}))
         if spec.nodes:
             size = spec.set_size or choose_set_size(spec.nodes)
             Topology.from_addresses(node_addresses, size).save(self.topology_path)
@@ -350,6 +362,11 @@ class Cluster:
             gw.extra["passthrough"] = sorted(current)
 
     def _spawn(self, record: ProcessRecord) -> None:
+        if record.extra.get("tmpfs"):
+            try:
+                disks.mount_tmpfs(Path(record.data_dir), record.extra["tmpfs"])
+            except disks.DiskError as exc:
+                raise ClusterError(f"{record.name}: {exc}") from None
         secret_env = {}
         if record.role == "gateway":
             access, secret = self.credentials
@@ -393,13 +410,37 @@ class Cluster:
         return "\n".join(text.splitlines()[-lines:])
 
     def down(self) -> list[str]:
-        """Stop exactly the recorded pids (gateways first). Data and certificates stay."""
+        """Stop exactly the recorded pids (gateways first). Data and certificates stay,
+        except on a node's own tmpfs, which is unmounted once the node has stopped."""
         stopped = []
         for role in ("gateway", "kes", "node"):
             for r in self.by_role(role):
                 if stop(r):
                     stopped.append(r.name)
+        for r in self.by_role("node"):
+            if r.extra.get("tmpfs") and not is_alive(r):
+                disks.unmount(Path(r.data_dir))
         return stopped
+
+    # ---- a node's disk ----
+
+    def fill_disk(self, name: str, leave: int = 0) -> int:
+        """Fills the node's own filesystem with a ballast file (refused on a shared one)."""
+        record = self._node(name)
+        try:
+            return disks.fill(Path(record.data_dir), leave)
+        except disks.DiskError as exc:
+            raise ClusterError(f"{name}: {exc}") from None
+
+    def free_disk(self, name: str) -> int:
+        """Removes the node's ballast; returns the bytes freed."""
+        return disks.release(Path(self._node(name).data_dir))
+
+    def _node(self, name: str) -> ProcessRecord:
+        record = self.record(name)
+        if record.role != "node":
+            raise ClusterError(f"{name} is a {record.role}, not a storage node")
+        return record
 
     # ---- chaos and operations on one process ----
 
@@ -463,13 +504,23 @@ class Cluster:
         if self.by_role("gateway"):
             env["AWS_ENDPOINT_URL"] = self.gateway_url(0)
             env["TESSERA_HTTPS_ENDPOINT"] = self.gateway_url(0, https=True)
+            env["S3CMD_CONFIG"] = str(self.root / "s3cfg")
         if self.meta.get("kes_endpoints"):
             env.update(self._kes_env(self.meta["kes_endpoints"]))
         return env
 
     def _write_env(self) -> None:
+        from gateway.ops.prometheus_auth import make_token
+
+        from .client_files import write_private, write_prometheus, write_s3cfg
+
         lines = ["# source this file: `source .cluster/env`"]
-        lines += [f"export {k}={v}" for k, v in self.env_vars().items()]
-        fd = os.open(self.env_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write("\n".join(lines) + "\n")
+        lines += [f"export {k}={shlex.quote(v)}" for k, v in self.env_vars().items()]
+        write_private(self.env_path, "\n".join(lines) + "\n")
+        gateways = self.by_role("gateway")
+        if gateways:
+            access, secret = self.credentials
+            write_s3cfg(self.root / "s3cfg", gateways[0].address, access, secret,
+                        self.meta["ca"])
+            write_prometheus(self.root, make_token(access, secret),
+                             [g.address for g in gateways])

@@ -19,6 +19,7 @@ from gateway.crypto.envelope import ObjectEncryption
 from gateway.kes_kms import KESKMS
 from gateway.objects.api import ObjectLayer
 from gateway.objects.errors import EncryptionError, KMSUnavailable
+from gateway.ops import Operations
 from gateway.s3.server import S3Application
 from kes.client import KESClient
 
@@ -98,6 +99,7 @@ class Gateway:
                  "; auto-encryption on" if self.config.auto_encryption else "")
 
     async def close(self) -> None:
+        await self.app.ops.close()
         if self.kms is not None:
             await self.kms.aclose()
 
@@ -108,4 +110,13 @@ def build_gateway(config: GatewayConfig, layer: ObjectLayer | None = None) -> Ga
     if layer is None:
         layer = build_object_layer(config, encryption)
     cached = encryption.kms
-    return Gateway(config, S3Application(config, layer, cached), layer, kms)
+    ops = Operations(config, layer, kes_config=config.kms.kes if config.kms else None,
+                     kes=kms.client if kms is not None else None, kms_cache=cached,
+                     server=_server_name(config))
+    return Gateway(config, S3Application(config, layer, cached, ops), layer, kms)
+
+
+def _server_name(config: GatewayConfig) -> str:
+    """How this gateway names itself in metrics: its first listening address."""
+    address = config.listen or config.tls_listen
+    return f"{address[0]}:{address[1]}" if address else ""

@@ -63,6 +63,7 @@ ENV_LOG_LEVEL = "TESSERA_GATEWAY_LOG_LEVEL"
 # seconds a gateway trusts its copy of a bucket's default encryption (other gateways' changes
 # show after at most this long; its own at once)
 ENV_BUCKET_CONFIG_TTL = "TESSERA_GATEWAY_BUCKET_CONFIG_TTL"
+ENV_PROMETHEUS_AUTH_TYPE = "MINIO_PROMETHEUS_AUTH_TYPE"  # "jwt" (default) or "public"
 ENV_SCANNER = "TESSERA_GATEWAY_SCANNER"  # "on": this gateway runs the heal scanner
 SECRET_FILE_SUFFIX = "_FILE"  # e.g. MINIO_ROOT_PASSWORD_FILE=/run/secrets/password
 
@@ -109,6 +110,7 @@ class GatewayConfig:
     kms: KMSSettings | None = None  # None: no KMS (SSE-S3/SSE-KMS answer 501; SSE-C works)
     auto_encryption: bool = False  # MINIO_KMS_AUTO_ENCRYPTION=on: SSE-S3 for plain writes
     bucket_config_ttl: float = 1.0  # TESSERA_GATEWAY_BUCKET_CONFIG_TTL (0 = ask every time)
+    prometheus_auth: str = "jwt"  # MINIO_PROMETHEUS_AUTH_TYPE: jwt (bearer token) or public
 
     def parity_for(self, set_size: int) -> int:
         """Parity shards per erasure set: the configured EC:n, else MinIO's default."""
@@ -184,6 +186,10 @@ def load_config(argv: Sequence[str] | None = None,
     if args.memory and (kms is not None or auto_encryption):
         raise ConfigError("--memory is a development backend that never encrypts: unset "
                           f"{ENV_ENDPOINT} and MINIO_KMS_AUTO_ENCRYPTION")
+    prometheus_auth = env.get(ENV_PROMETHEUS_AUTH_TYPE, "").strip().lower() or "jwt"
+    if prometheus_auth not in ("jwt", "public"):
+        raise ConfigError(f"{ENV_PROMETHEUS_AUTH_TYPE}={prometheus_auth!r} must be jwt or "
+                          "public")
     level = (args.log_level or env.get(ENV_LOG_LEVEL) or "info").lower()
     if level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log level {level!r} is not one of debug, info, warning, error")
@@ -199,6 +205,7 @@ def load_config(argv: Sequence[str] | None = None,
         scanner=args.scanner or env.get(ENV_SCANNER, "").strip().lower() in ("on", "1", "true"),
         kms=kms, auto_encryption=auto_encryption,
         bucket_config_ttl=_seconds(env, ENV_BUCKET_CONFIG_TTL, 1.0),
+        prometheus_auth=prometheus_auth,
     )
 
 

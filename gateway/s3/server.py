@@ -1,5 +1,5 @@
-"""The S3 ASGI application: request id, health, authentication, routing, error translation,
-response sending, and the one log line per request.
+"""The S3 ASGI application: request id, health and metrics (gateway/ops), authentication,
+routing, error translation, response sending, and the one log line per request.
 
 Every exception ends as an S3 XML error carrying the request id; an unexpected one is logged
 with that id (and its traceback) and answered `InternalError`, never a bare 500 page.
@@ -15,6 +15,8 @@ from gateway.config import GatewayConfig
 from gateway.crypto.kms import KMS
 from gateway.objects.api import ObjectLayer
 from gateway.objects.errors import ObjectLayerError
+from gateway.ops import Operations
+from gateway.ops.operations import METRICS_PATH, OPS_PATHS
 
 from .errors import S3Error, to_s3_error
 from .handlers import ROUTES
@@ -27,23 +29,23 @@ from .xml import error_document
 __all__ = ["S3Application"]
 
 log = logging.getLogger("tessera.gateway")
-access_log = logging.getLogger("tessera.gateway.access")
-
-HEALTH_PATHS = {"/minio/health/live", "/minio/health/ready", "/minio/health/cluster"}
 SERVER_NAME = b"Tessera"
 
 
 class S3Application:
     """An ASGI 3 application serving S3 over an `ObjectLayer`; `kms` is the gateway's KMS
-    (None: not configured), used to check keys named by bucket encryption rules."""
+    (None: not configured), used to check keys named by bucket encryption rules; `ops` its
+    health, metrics and access log (gateway/app.py gives it the KES pool to watch)."""
 
-    def __init__(self, config: GatewayConfig, layer: ObjectLayer, kms: KMS | None = None):
+    def __init__(self, config: GatewayConfig, layer: ObjectLayer, kms: KMS | None = None,
+                 ops: Operations | None = None):
         self.config = config
         self.layer = layer
         self.router = Router(ROUTES)
         self.secrets = {config.access_key: config.secret_key}
         self.sse = SSEService(kms, config.auto_encryption,
                               BucketDefaults(layer, config.bucket_config_ttl))
+        self.ops = ops if ops is not None else Operations(config, layer)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -57,9 +59,11 @@ class S3Application:
         req: S3Request | None = None
         status, code = 500, "-"
         ctx: Context | None = None
+        body = _CountingReceive(receive)
+        self.ops.request_started()
         try:
             req = S3Request.from_scope(scope, self.config.domains, request_id)
-            ctx = Context(req, self.layer, self.config, receive, self.sse)
+            ctx = Context(req, self.layer, self.config, body, self.sse)
             response = await self._handle(ctx)
             status = response.status
             await state.send_response(response, req, ctx)
@@ -76,12 +80,13 @@ class S3Application:
                     log.warning("request %s: could not send the error response: %s",
                                 request_id, send_exc)
         finally:
-            self._log(req, scope, request_id, status, code, state.sent, started)
+            self.ops.request_ended(_log_fields(req, scope, request_id, status, code),
+                                   body.received, state.sent, started)
 
     async def _handle(self, ctx: Context) -> Response:
         req = ctx.req
-        if req.path in HEALTH_PATHS and req.method in ("GET", "HEAD"):
-            return await self._health(req.path)
+        if req.path in OPS_PATHS and req.method in ("GET", "HEAD"):
+            return await self._operations(req)
         req.auth = verify_request(req.method, req.raw_path, req.query, req.headers,
                                   self.secrets, self.config.region,
                                   vhost_bucket=req.bucket if req.vhost else None)
@@ -90,19 +95,15 @@ class S3Application:
         _check_body_limit(req, route.max_body)
         return await route.handler(ctx)
 
-    async def _health(self, path: str) -> Response:
-        """Unauthenticated, GET and HEAD, as MinIO's. live and ready: this process serves
-        (MinIO learned that readiness tied to quorum keeps a forming cluster out of service).
-        cluster: every erasure set has its write quorum, else 503 (a layer without a probe,
-        like the in-memory one, is always whole)."""
-        headers = {"content-type": "text/plain"}
-        probe = getattr(self.layer, "probe_cluster", None)
-        if path != "/minio/health/cluster" or probe is None:
-            return Response(200, headers)
-        health = await probe()
-        if health.sets:
-            headers["x-minio-write-quorum"] = str(min(s.write_quorum for s in health.sets))
-        return Response(200 if health.ok else 503, headers)
+    async def _operations(self, req: S3Request) -> Response:
+        """Health (unauthenticated, as MinIO's) and metrics (MINIO_PROMETHEUS_AUTH_TYPE)."""
+        req.operation = self.ops.api_of(req.path)
+        if req.path == METRICS_PATH:
+            denied = self.ops.metrics_denied(req.h.get("authorization"))
+            if denied:
+                raise S3Error("AccessDenied", denied)
+        status, headers, body = await self.ops.answer(req.path, req.method)
+        return Response(status, headers, body)
 
     def _as_s3_error(self, exc: Exception, request_id: str) -> S3Error:
         if isinstance(exc, S3Error):
@@ -124,15 +125,39 @@ class S3Application:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    def _log(self, req: S3Request | None, scope: dict[str, Any], request_id: str, status: int,
-             code: str, sent: int, started: float) -> None:
-        # Query values are left out: presigned URLs carry credentials and signatures there.
-        query = ",".join(sorted({k for k, _ in req.query})) if req else ""
-        access_log.info(
-            "%s %s %s%s %s %d %s %d %.1fms", request_id, scope.get("method", "-"),
-            req.path if req else scope.get("path", "-"), f"?{query}" if query else "",
-            req.operation if req else "-", status, code, sent,
-            (time.monotonic() - started) * 1000)
+
+def _log_fields(req: S3Request | None, scope: dict[str, Any], request_id: str, status: int,
+                code: str) -> dict[str, object]:
+    """The access-log fields known here (gateway/ops/access_log.py says what never goes in)."""
+    client = scope.get("client") or ("-", 0)
+    fields: dict[str, object] = {"id": request_id, "api": req.operation if req else "-",
+                                 "method": scope.get("method", "-")}
+    if req is not None and req.bucket:
+        fields["bucket"] = req.bucket
+        if req.key is not None:
+            fields["key"] = req.key
+    elif req is None:
+        fields["path"] = scope.get("path", "-")
+    if req is not None and req.query:
+        fields["query"] = ",".join(sorted({name for name, _ in req.query}))
+    fields.update({"status": status, "code": code, "remote": client[0],
+                   "tls": 1 if scope.get("scheme") == "https" else 0})
+    return fields
+
+
+class _CountingReceive:
+    """The ASGI receive callable, counting request body bytes for the metrics and the log."""
+
+    __slots__ = ("_receive", "received")
+
+    def __init__(self, receive: Any):
+        self._receive = receive
+        self.received = 0
+
+    async def __call__(self) -> dict[str, Any]:
+        message = await self._receive()
+        self.received += len(message.get("body", b""))
+        return message
 
 
 def _check_body_limit(req: S3Request, max_body: int) -> None:

@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # a module may import only from packages of its own rank or lower
 RANKS = [
     ("gateway.s3", 4),
+    ("gateway.ops", 4),
     ("gateway.healing", 3),
     ("gateway.objects", 3),
     ("gateway.crypto", 2),

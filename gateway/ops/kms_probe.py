@@ -1,0 +1,70 @@
+"""Is each KES server of the pool reachable? One authenticated `GET /v1/status` per endpoint,
+all at once, each bounded by a short timeout, on connections of its own (probes are not KES
+calls of the data path: they neither count in the client's statistics nor sideline endpoints).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from kes.client import KESConfig, client_ssl_context
+from kes.transport import KeepAlivePool, TransportError
+
+__all__ = ["KMSEndpointProbe", "KMSProbe"]
+
+PROBE_TIMEOUT = 1.5  # seconds one endpoint has to answer
+
+
+@dataclass(frozen=True)
+class KMSEndpointProbe:
+    endpoint: str
+    reachable: bool
+    detail: str  # "ok", or why not (one line, never key material)
+
+
+class KMSProbe:
+    """Probes every endpoint of a KES configuration; `close()` drops its connections."""
+
+    def __init__(self, config: KESConfig, timeout: float = PROBE_TIMEOUT):
+        self.endpoints = config.endpoints
+        self.timeout = timeout
+        self._pool = KeepAlivePool(client_ssl_context(config), max_idle=2)
+
+    async def probe(self) -> tuple[KMSEndpointProbe, ...]:
+        return tuple(await asyncio.gather(*(self._one(e) for e in self.endpoints)))
+
+    async def _one(self, endpoint: str) -> KMSEndpointProbe:
+        parts = urlsplit(endpoint)
+        host, port = parts.hostname or "", parts.port or 443
+        try:
+            async with asyncio.timeout(self.timeout):
+                reply = await self._pool.request(host, port, "GET",
+                                                 parts.path.rstrip("/") + "/v1/status")
+        except TimeoutError:
+            return KMSEndpointProbe(endpoint, False, f"no answer within {self.timeout:g}s")
+        except (TransportError, OSError) as exc:
+            return KMSEndpointProbe(endpoint, False, _short(exc))
+        if reply.status != 200:
+            return KMSEndpointProbe(endpoint, False, f"HTTP {reply.status}")
+        try:
+            doc = json.loads(reply.body or b"{}")
+        except ValueError:
+            doc = {}
+        if isinstance(doc, dict) and doc.get("keystore_unreachable"):
+            return KMSEndpointProbe(endpoint, False, "its keystore is unreachable")
+        return KMSEndpointProbe(endpoint, True, "ok")
+
+    async def close(self) -> None:
+        await self._pool.aclose()
+
+
+def _short(exc: BaseException) -> str:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        cause = cause.__cause__
+    return (str(exc) or type(exc).__name__).splitlines()[0][:160]
