@@ -149,6 +149,12 @@ def test_listing(mc: Minio):
     assert after == ["dir2/d.txt", "sp ace/é+&.txt"]
     v1 = [o.object_name for o in mc.list_objects("mc-list", recursive=True, use_api_v1=True)]
     assert v1 == sorted(names)
+    # ListObjectVersions: the bucket is unversioned, so each key has one version, "null"
+    versions = [(o.object_name, o.size, o.version_id, o.is_latest)
+                for o in mc.list_objects("mc-list", recursive=True, include_version=True)]
+    assert versions == [(n, names[n], "null", "true") for n in sorted(names)]
+    with mc.get_object("mc-list", "dir/b.txt", version_id="null") as response:
+        assert response.read() == b"x" * 22
 
 
 def test_copy_and_bulk_remove(mc: Minio):

@@ -11,7 +11,7 @@ from ..request import Context, Response
 from ..xml import Element, render
 
 __all__ = ["bucket_of", "check_acl_headers", "check_write_headers", "int_arg", "object_of",
-           "owner_element", "xml_response"]
+           "owner_element", "version_arg", "xml_response"]
 
 # Write headers for features we do not have: refused, never silently dropped (a client that
 # sends If-None-Match: * relies on it not to overwrite; one that sends tags expects them kept).
@@ -84,6 +84,12 @@ def check_write_headers(ctx: Context) -> None:
 
 
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
+
+
+def version_arg(value: str | None) -> str | None:
+    """A versionId the object layer should look up: `null` names the only version S3 shows of
+    a key in a bucket that was never versioned (ListObjectVersions reports it), the latest."""
+    return None if value in (None, "", "null") else value
 
 
 def check_acl_headers(ctx: Context) -> None:

@@ -1,5 +1,6 @@
-"""ListObjects (v1) and ListObjectsV2: prefix, delimiter (any length), CommonPrefixes, max-keys
-(0 included), marker / NextMarker, opaque continuation tokens, start-after, encoding-type=url.
+"""ListObjects (v1), ListObjectsV2 and ListObjectVersions: prefix, delimiter (any length),
+CommonPrefixes, max-keys (0 included), marker / NextMarker, opaque continuation tokens,
+start-after, key and version-id markers, encoding-type=url.
 
 The object layer lists keys in byte order after a cursor; delimiters are folded here. Having
 emitted a common prefix P, the walk jumps the cursor to P + U+10FFFF: every later key under P
@@ -21,9 +22,12 @@ from ..request import Context, Response
 from ..xml import Element, iso8601
 from .common import bucket_of, int_arg, owner_element, xml_response
 
-__all__ = ["list_objects_v1", "list_objects_v2"]
+__all__ = ["NULL_VERSION", "list_object_versions", "list_objects_v1", "list_objects_v2"]
 
 MAX_KEYS = 1000
+# Buckets are never versioned: S3 names the one version of each key "null", as it does for
+# objects written while versioning was off.
+NULL_VERSION = "null"
 _PAST_PREFIX = "\U0010ffff"
 
 
@@ -159,4 +163,53 @@ async def list_objects_v2(ctx: Context) -> Response:
     if listing.truncated:
         root.add("NextContinuationToken", _token(listing.last))
     _contents(root, listing, encode, ctx, owner=args.get("fetch-owner") == "true")
+    return xml_response(root)
+
+
+async def list_object_versions(ctx: Context) -> Response:
+    """GET ?versions: each key's only version, `null` and latest (minio's
+    list_objects(include_version=True), rclone --s3-versions and `aws s3api
+    list-object-versions` ask for it). A key marker alone lists the keys after it; with the
+    version marker `null` it means the same, the key having no other version."""
+    bucket = bucket_of(ctx)
+    args = ctx.req.args
+    prefix, delimiter = args.get("prefix", ""), args.get("delimiter", "")
+    key_marker, version_marker = args.get("key-marker", ""), args.get("version-id-marker", "")
+    if version_marker and not key_marker:
+        raise S3Error("InvalidArgument", "A version-id marker cannot be specified without a key "
+                      "marker.", ArgumentName="version-id-marker",
+                      ArgumentValue=version_marker[:64])
+    if version_marker not in ("", NULL_VERSION):
+        raise S3Error("InvalidArgument", "Invalid version id specified",
+                      ArgumentName="version-id-marker", ArgumentValue=version_marker[:64])
+    max_keys = int_arg(ctx, "max-keys", MAX_KEYS, 0, MAX_KEYS, clamp=True)
+    encode = _encoder(ctx)
+    listing = await _walk(ctx, bucket, prefix, delimiter, key_marker, max_keys)
+    root = Element("ListVersionsResult")
+    root.add("Name", bucket)
+    root.add("Prefix", encode(prefix))
+    root.add("KeyMarker", encode(key_marker))
+    root.add("VersionIdMarker", version_marker)
+    root.add("MaxKeys", max_keys)
+    if delimiter:
+        root.add("Delimiter", encode(delimiter))
+    if "encoding-type" in args:
+        root.add("EncodingType", "url")
+    root.add("IsTruncated", listing.truncated)
+    if listing.truncated:
+        root.add("NextKeyMarker", encode(listing.last))
+        if listing.keys and listing.keys[-1].key == listing.last:
+            root.add("NextVersionIdMarker", NULL_VERSION)
+    for info in listing.keys:
+        item = root.add("Version")
+        item.add("Key", encode(info.key))
+        item.add("VersionId", NULL_VERSION)
+        item.add("IsLatest", True)
+        item.add("LastModified", iso8601(info.last_modified_ns))
+        item.add("ETag", f'"{info.etag}"')
+        item.add("Size", info.size)
+        owner_element(item, ctx)
+        item.add("StorageClass", "STANDARD")
+    for common in listing.prefixes:
+        root.add("CommonPrefixes").add("Prefix", encode(common))
     return xml_response(root)
