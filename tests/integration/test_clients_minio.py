@@ -105,6 +105,10 @@ def test_put_known_and_unknown_length_and_ranges(mc: Minio):
                                                          "text/x-tessera")
     assert stat.metadata["x-amz-meta-colour"] == "blue"
     assert mc.stat_object("mc-put", "streamed").size == len(big)
+    # MinIO's listing extension (metadata=true): content type and x-amz-meta-* per object
+    listed = {o.object_name: o.metadata for o in mc.list_objects("mc-put", include_user_meta=True)}
+    assert listed["small"] == {"content-type": "text/x-tessera", "X-Amz-Meta-Colour": "blue"}
+    assert listed["streamed"] == {"content-type": "application/octet-stream"}
 
     with mc.get_object("mc-put", "streamed") as response:
         assert hashlib.sha256(response.read()).digest() == hashlib.sha256(big).digest()
@@ -216,6 +220,9 @@ def test_sse_s3_and_kms(mc: Minio):
         assert headers["x-amz-server-side-encryption"] == "aws:kms"
         assert headers["x-amz-server-side-encryption-aws-kms-key-id"] == \
             f"arn:aws:kms:{KMS_KEY}"
+    listed = {o.object_name: o.metadata["X-Amz-Server-Side-Encryption"]
+              for o in mc.list_objects("mc-sse", include_user_meta=True)}
+    assert listed == {"s3": "AES256", "kms": "aws:kms", "kms-streamed": "aws:kms"}
     for key, expected in (("s3", data), ("kms", data), ("kms-streamed", data * 70)):
         with mc.get_object("mc-sse", key) as response:
             assert md5_hex(response.read()) == md5_hex(expected)

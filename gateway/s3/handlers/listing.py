@@ -1,6 +1,6 @@
 """ListObjects (v1), ListObjectsV2 and ListObjectVersions: prefix, delimiter (any length),
 CommonPrefixes, max-keys (0 included), marker / NextMarker, opaque continuation tokens,
-start-after, key and version-id markers, encoding-type=url.
+start-after, key and version-id markers, encoding-type=url, and MinIO's metadata=true.
 
 The object layer lists keys in byte order after a cursor; delimiters are folded here. Having
 emitted a common prefix P, the walk jumps the cursor to P + U+10FFFF: every later key under P
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -82,7 +83,29 @@ def _encoder(ctx: Context):
     return lambda text: quote(text, safe="/")
 
 
-def _contents(root: Element, listing: _Listing, encode, ctx: Context, *, owner: bool) -> None:
+# Header names that are also XML element names (UserMetadata below uses them as tags).
+_XML_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_SSE_HEADER = {"SSE-S3": ("X-Amz-Server-Side-Encryption", "AES256"),
+               "SSE-KMS": ("X-Amz-Server-Side-Encryption", "aws:kms"),
+               "SSE-C": ("X-Amz-Server-Side-Encryption-Customer-Algorithm", "AES256")}
+
+
+def _user_metadata(item: Element, info: ObjectInfo) -> None:
+    """MinIO's listing extension (ListObjectsV2 with `metadata=true`, the minio SDKs'
+    include_user_meta): Content-Type, the encryption and each x-amz-meta-* header, named as
+    HTTP headers; a name that cannot be an XML element name is left out."""
+    meta = item.add("UserMetadata")
+    meta.add("content-type", info.metadata.content_type)
+    if info.encryption is not None:
+        meta.add(*_SSE_HEADER[info.encryption.mode])
+    for name, value in sorted(info.metadata.user_metadata.items()):
+        tag = "X-Amz-Meta-" + "-".join(w[:1].upper() + w[1:] for w in name.lower().split("-"))
+        if _XML_NAME.match(tag):
+            meta.add(tag, value)
+
+
+def _contents(root: Element, listing: _Listing, encode, ctx: Context, *, owner: bool,
+              metadata: bool = False) -> None:
     for info in listing.keys:
         item = root.add("Contents")
         item.add("Key", encode(info.key))
@@ -92,6 +115,8 @@ def _contents(root: Element, listing: _Listing, encode, ctx: Context, *, owner: 
         if owner:
             owner_element(item, ctx)
         item.add("StorageClass", "STANDARD")
+        if metadata:
+            _user_metadata(item, info)
     for common in listing.prefixes:
         root.add("CommonPrefixes").add("Prefix", encode(common))
 
@@ -162,7 +187,8 @@ async def list_objects_v2(ctx: Context) -> Response:
     root.add("IsTruncated", listing.truncated)
     if listing.truncated:
         root.add("NextContinuationToken", _token(listing.last))
-    _contents(root, listing, encode, ctx, owner=args.get("fetch-owner") == "true")
+    _contents(root, listing, encode, ctx, owner=args.get("fetch-owner") == "true",
+              metadata=args.get("metadata") == "true")
     return xml_response(root)
 
 
