@@ -19,7 +19,7 @@ CLUSTER_ARGS := --nodes $(N) --gateways $(GATEWAYS) --kes $(KES) --parity $(PARI
                 $(foreach t,$(NODE_TMPFS),--node-tmpfs $(t))
 
 .PHONY: install proto cluster cluster-down cluster-status cluster-logs test test-unit \
-        test-integration test-chaos lint bench clean
+        test-integration test-chaos test-tools lint bench clean
 
 install: $(STAMP) $(STUBS)
 
@@ -49,14 +49,26 @@ cluster-status: install
 cluster-logs:
 	tail -n 50 -f .cluster/logs/$(NAME).log
 
-test: install
+# rclone is a Go binary, not a PyPI package: the client tests need it, so it comes from Debian's
+# packages when missing and apt-get is usable (root). Idempotent and quiet; without apt the rclone
+# tests skip and say why.
+test-tools:
+	@command -v rclone >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -qq rclone >/dev/null 2>&1 || \
+	    { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq rclone >/dev/null 2>&1; } || \
+	    echo "make: could not install rclone with apt-get; its client tests will skip"; \
+	  else echo "make: rclone missing and apt-get not usable; its client tests will skip"; fi; }
+
+test: install test-tools
 	$(PY) -m ruff check .
 	$(PY) -m pytest tests
 
 test-unit: install
 	$(PY) -m pytest tests/unit
 
-test-integration: install
+test-integration: install test-tools
 	$(PY) -m pytest tests/integration
 
 test-chaos: install

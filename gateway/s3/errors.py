@@ -22,6 +22,7 @@ class ErrorSpec:
 
 CODES: dict[str, ErrorSpec] = {
     # 400
+    "AccessControlListNotSupported": ErrorSpec(400, "The bucket does not allow ACLs."),
     "AuthorizationHeaderMalformed": ErrorSpec(400, "The authorization header is malformed."),
     "AuthorizationQueryParametersError": ErrorSpec(
         400, "Error parsing the X-Amz-Credential parameter."),

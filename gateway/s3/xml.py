@@ -47,11 +47,12 @@ def printable(text: str) -> str:
 
 @dataclass
 class Element:
-    """An XML element: a tag, text or children (never both), in document order."""
+    """An XML element: a tag, attributes, text or children (never both), in document order."""
 
     tag: str
     text: str | None = None
     children: list[Element] = field(default_factory=list)
+    attrs: dict[str, str] = field(default_factory=dict)
 
     def add(self, tag: str, text: str | int | bool | None = None) -> Element:
         """Append a child; booleans render as S3 does (`true`/`false`)."""
@@ -68,15 +69,16 @@ class Element:
         return child
 
     def write(self, out: list[str]) -> None:
+        start = self.tag + "".join(f' {k}="{escape(v)}"' for k, v in self.attrs.items())
         if self.text is not None:
-            out.append(f"<{self.tag}>{escape(self.text)}</{self.tag}>")
+            out.append(f"<{start}>{escape(self.text)}</{self.tag}>")
         elif self.children:
-            out.append(f"<{self.tag}>")
+            out.append(f"<{start}>")
             for child in self.children:
                 child.write(out)
             out.append(f"</{self.tag}>")
         else:
-            out.append(f"<{self.tag}></{self.tag}>")
+            out.append(f"<{start}></{self.tag}>")
 
 
 def render(root: Element, *, namespace: bool = True) -> bytes:

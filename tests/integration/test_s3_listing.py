@@ -184,3 +184,44 @@ def test_aws_cli_recursive_listing(s3, bucket):
     out = s3.aws("s3api", "list-objects-v2", "--bucket", bucket, "--delimiter", "/",
                  "--query", "length(CommonPrefixes)").stdout
     assert out.strip() == str(DIRS)
+
+
+def _version_pages(client, **kwargs) -> list[dict]:
+    """boto3's own paginator: it follows NextKeyMarker / NextVersionIdMarker."""
+    paginator = client.get_paginator("list_object_versions")
+    return list(paginator.paginate(**kwargs, PaginationConfig={"MaxItems": 5000}))
+
+
+@pytest.mark.parametrize("delimiter", ["", "/"])
+def test_object_versions_of_an_unversioned_bucket(client, bucket, delimiter):
+    """Each key's one version is `null` and latest, as S3 reports an unversioned bucket
+    (minio's list_objects(include_version=True), rclone --s3-versions); pages follow the key
+    and version markers."""
+    pages = _version_pages(client, Bucket=bucket, Delimiter=delimiter, MaxKeys=333)
+    versions = [v for p in pages for v in p.get("Versions", [])]
+    prefixes = [c["Prefix"] for p in pages for c in p.get("CommonPrefixes", [])]
+    if delimiter:
+        assert prefixes == [f"dir{d:02d}/" for d in range(DIRS)]
+        assert [v["Key"] for v in versions] == [f"top{t:03d}" for t in range(TOP_LEVEL)]
+    else:
+        assert len(pages) == 7 and prefixes == []
+        assert [v["Key"] for v in versions] == _all_keys()
+    assert {(v["VersionId"], v["IsLatest"]) for v in versions} == {("null", True)}
+    first = versions[0]
+    assert first["ETag"] == f'"{hashlib.md5(first["Key"].encode()).hexdigest()}"'
+    assert first["Size"] == len(first["Key"])
+    assert all("DeleteMarkers" not in p for p in pages)
+
+
+def test_null_version_reads_the_object(client, bucket, s3):
+    key = "top007"
+    got = client.get_object(Bucket=bucket, Key=key, VersionId="null")
+    assert got["Body"].read() == key.encode()
+    assert client.head_object(Bucket=bucket, Key=key, VersionId="null")["ContentLength"] == 6
+    client.copy_object(Bucket=bucket, Key="copied-null",
+                       CopySource={"Bucket": bucket, "Key": key, "VersionId": "null"})
+    assert client.get_object(Bucket=bucket, Key="copied-null")["Body"].read() == key.encode()
+    client.delete_object(Bucket=bucket, Key="copied-null")
+    with pytest.raises(ClientError) as exc:
+        client.list_object_versions(Bucket=bucket, VersionIdMarker="null")
+    assert exc.value.response["Error"]["Code"] == "InvalidArgument"

@@ -30,6 +30,7 @@ ROUTES: list[Route] = [
           ("encryption",)),
     Route("ListObjectsV2", "GET", "bucket", listing.list_objects_v2, ("list-type",)),
     Route("ListObjects", "GET", "bucket", listing.list_objects_v1),
+    Route("ListObjectVersions", "GET", "bucket", listing.list_object_versions, ("versions",)),
     Route("ListMultipartUploads", "GET", "bucket", multipart.list_multipart_uploads,
           ("uploads",)),
     Route("DeleteObjects", "POST", "bucket", objects.delete_objects, ("delete",),

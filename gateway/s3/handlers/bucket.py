@@ -14,7 +14,7 @@ from ..body import read_small_body
 from ..errors import S3Error
 from ..request import Context, Response
 from ..xml import Element, find_text, iso8601, parse_xml
-from .common import bucket_of, owner_element, xml_response
+from .common import XSI_NS, bucket_of, check_acl_headers, owner_element, xml_response
 
 __all__ = [
     "bucket_encryption",
@@ -45,6 +45,7 @@ async def create_bucket(ctx: Context) -> Response:
     bucket = bucket_of(ctx)
     if ctx.req.h.get("x-amz-bucket-object-lock-enabled", "").lower() == "true":
         raise S3Error("NotImplemented", "Object lock is not supported by this server.")
+    check_acl_headers(ctx)
     body = await read_small_body(ctx, MAX_CONFIG_BODY)
     if body.strip():
         config = parse_xml(body, "CreateBucketConfiguration")
@@ -96,7 +97,10 @@ async def get_acl(ctx: Context) -> Response:
     root = Element("AccessControlPolicy")
     owner_element(root, ctx)
     grant = root.add("AccessControlList").add("Grant")
-    owner_element(grant, ctx, "Grantee")
+    grantee = owner_element(grant, ctx, "Grantee")
+    # A grantee's type is an xsi:type attribute, as AWS writes it; s3cmd's ACL parser (info,
+    # setacl) reads it unconditionally and crashes without it.
+    grantee.attrs.update({"xmlns:xsi": XSI_NS, "xsi:type": "CanonicalUser"})
     grant.add("Permission", "FULL_CONTROL")
     return xml_response(root)
 

@@ -10,8 +10,8 @@ from ..names import check_bucket_name, check_key
 from ..request import Context, Response
 from ..xml import Element, render
 
-__all__ = ["bucket_of", "check_write_headers", "int_arg", "object_of", "owner_element",
-           "xml_response"]
+__all__ = ["bucket_of", "check_acl_headers", "check_write_headers", "int_arg", "object_of",
+           "owner_element", "version_arg", "xml_response"]
 
 # Write headers for features we do not have: refused, never silently dropped (a client that
 # sends If-None-Match: * relies on it not to overwrite; one that sends tags expects them kept).
@@ -23,6 +23,8 @@ _UNSUPPORTED_WRITE_HEADERS = {
     "x-amz-website-redirect-location": "Website redirects",
 }
 STORAGE_CLASSES = ("STANDARD", "REDUCED_REDUNDANCY")
+# Canned ACLs that say what is true of everything here: only the one owner has access.
+OWNER_ONLY_ACLS = frozenset({"private", "bucket-owner-full-control", "bucket-owner-read"})
 
 
 def xml_response(root: Element, status: int = 200,
@@ -75,12 +77,40 @@ def check_write_headers(ctx: Context) -> None:
         if name in ctx.req.h:
             raise S3Error("NotImplemented", f"{feature} ({name}) are not supported by this "
                                             "server.")
+    check_acl_headers(ctx)
     storage_class = ctx.req.h.get("x-amz-storage-class")
     if storage_class is not None and storage_class not in STORAGE_CLASSES:
         raise S3Error("InvalidStorageClass")
 
 
-def owner_element(parent: Element, ctx: Context, tag: str = "Owner") -> None:
+XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
+
+
+def version_arg(value: str | None) -> str | None:
+    """A versionId the object layer should look up: `null` names the only version S3 shows of
+    a key in a bucket that was never versioned (ListObjectVersions reports it), the latest."""
+    return None if value in (None, "", "null") else value
+
+
+def check_acl_headers(ctx: Context) -> None:
+    """Buckets and objects are private to the owner, as on an AWS bucket with ACLs disabled
+    (BucketOwnerEnforced): an ACL that would give anyone else access is refused the way AWS
+    refuses it there, never stored privately while the client believes otherwise (s3cmd
+    --acl-public printed a public URL that answered 403). `private` (rclone sends it on every
+    write) and the bucket-owner ACLs state the truth and pass."""
+    acl = ctx.req.h.get("x-amz-acl")
+    grants = sorted(name for name in ctx.req.h if name.startswith("x-amz-grant-"))
+    if acl is not None and acl.strip().lower() not in OWNER_ONLY_ACLS:
+        raise S3Error("AccessControlListNotSupported",
+                      f"The bucket does not allow ACLs: objects are private to the owner "
+                      f"(x-amz-acl: {acl.strip()[:40]}).")
+    if grants:
+        raise S3Error("AccessControlListNotSupported",
+                      f"The bucket does not allow ACLs ({grants[0]}).")
+
+
+def owner_element(parent: Element, ctx: Context, tag: str = "Owner") -> Element:
     owner = parent.add(tag)
     owner.add("ID", hashlib.sha256(ctx.config.access_key.encode()).hexdigest())
     owner.add("DisplayName", ctx.config.access_key)
+    return owner

@@ -27,7 +27,7 @@ from ..names import check_bucket_name, check_key
 from ..request import Context, Response
 from ..sse import encryption_headers, read_keys, write_sse
 from ..xml import Element, iso8601
-from .common import check_write_headers, int_arg, object_of, xml_response
+from .common import check_write_headers, int_arg, object_of, version_arg, xml_response
 
 __all__ = ["copy_object", "open_copy_source", "upload_part_copy"]
 
@@ -41,7 +41,7 @@ def _parse_copy_source(value: str) -> tuple[str, str, str | None]:
     for item in query.split("&"):
         name, _, arg = item.partition("=")
         if name == "versionId" and arg:
-            version = unquote(arg)
+            version = version_arg(unquote(arg))
     try:
         path = unquote(raw, errors="strict").lstrip("/")
     except UnicodeDecodeError:

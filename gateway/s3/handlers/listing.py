@@ -1,5 +1,6 @@
-"""ListObjects (v1) and ListObjectsV2: prefix, delimiter (any length), CommonPrefixes, max-keys
-(0 included), marker / NextMarker, opaque continuation tokens, start-after, encoding-type=url.
+"""ListObjects (v1), ListObjectsV2 and ListObjectVersions: prefix, delimiter (any length),
+CommonPrefixes, max-keys (0 included), marker / NextMarker, opaque continuation tokens,
+start-after, key and version-id markers, encoding-type=url, and MinIO's metadata=true.
 
 The object layer lists keys in byte order after a cursor; delimiters are folded here. Having
 emitted a common prefix P, the walk jumps the cursor to P + U+10FFFF: every later key under P
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -21,9 +23,12 @@ from ..request import Context, Response
 from ..xml import Element, iso8601
 from .common import bucket_of, int_arg, owner_element, xml_response
 
-__all__ = ["list_objects_v1", "list_objects_v2"]
+__all__ = ["NULL_VERSION", "list_object_versions", "list_objects_v1", "list_objects_v2"]
 
 MAX_KEYS = 1000
+# Buckets are never versioned: S3 names the one version of each key "null", as it does for
+# objects written while versioning was off.
+NULL_VERSION = "null"
 _PAST_PREFIX = "\U0010ffff"
 
 
@@ -78,7 +83,29 @@ def _encoder(ctx: Context):
     return lambda text: quote(text, safe="/")
 
 
-def _contents(root: Element, listing: _Listing, encode, ctx: Context, *, owner: bool) -> None:
+# Header names that are also XML element names (UserMetadata below uses them as tags).
+_XML_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_SSE_HEADER = {"SSE-S3": ("X-Amz-Server-Side-Encryption", "AES256"),
+               "SSE-KMS": ("X-Amz-Server-Side-Encryption", "aws:kms"),
+               "SSE-C": ("X-Amz-Server-Side-Encryption-Customer-Algorithm", "AES256")}
+
+
+def _user_metadata(item: Element, info: ObjectInfo) -> None:
+    """MinIO's listing extension (ListObjectsV2 with `metadata=true`, the minio SDKs'
+    include_user_meta): Content-Type, the encryption and each x-amz-meta-* header, named as
+    HTTP headers; a name that cannot be an XML element name is left out."""
+    meta = item.add("UserMetadata")
+    meta.add("content-type", info.metadata.content_type)
+    if info.encryption is not None:
+        meta.add(*_SSE_HEADER[info.encryption.mode])
+    for name, value in sorted(info.metadata.user_metadata.items()):
+        tag = "X-Amz-Meta-" + "-".join(w[:1].upper() + w[1:] for w in name.lower().split("-"))
+        if _XML_NAME.match(tag):
+            meta.add(tag, value)
+
+
+def _contents(root: Element, listing: _Listing, encode, ctx: Context, *, owner: bool,
+              metadata: bool = False) -> None:
     for info in listing.keys:
         item = root.add("Contents")
         item.add("Key", encode(info.key))
@@ -88,6 +115,8 @@ def _contents(root: Element, listing: _Listing, encode, ctx: Context, *, owner: 
         if owner:
             owner_element(item, ctx)
         item.add("StorageClass", "STANDARD")
+        if metadata:
+            _user_metadata(item, info)
     for common in listing.prefixes:
         root.add("CommonPrefixes").add("Prefix", encode(common))
 
@@ -158,5 +187,55 @@ async def list_objects_v2(ctx: Context) -> Response:
     root.add("IsTruncated", listing.truncated)
     if listing.truncated:
         root.add("NextContinuationToken", _token(listing.last))
-    _contents(root, listing, encode, ctx, owner=args.get("fetch-owner") == "true")
+    _contents(root, listing, encode, ctx, owner=args.get("fetch-owner") == "true",
+              metadata=args.get("metadata") == "true")
+    return xml_response(root)
+
+
+async def list_object_versions(ctx: Context) -> Response:
+    """GET ?versions: each key's only version, `null` and latest (minio's
+    list_objects(include_version=True), rclone --s3-versions and `aws s3api
+    list-object-versions` ask for it). A key marker alone lists the keys after it; with the
+    version marker `null` it means the same, the key having no other version."""
+    bucket = bucket_of(ctx)
+    args = ctx.req.args
+    prefix, delimiter = args.get("prefix", ""), args.get("delimiter", "")
+    key_marker, version_marker = args.get("key-marker", ""), args.get("version-id-marker", "")
+    if version_marker and not key_marker:
+        raise S3Error("InvalidArgument", "A version-id marker cannot be specified without a key "
+                      "marker.", ArgumentName="version-id-marker",
+                      ArgumentValue=version_marker[:64])
+    if version_marker not in ("", NULL_VERSION):
+        raise S3Error("InvalidArgument", "Invalid version id specified",
+                      ArgumentName="version-id-marker", ArgumentValue=version_marker[:64])
+    max_keys = int_arg(ctx, "max-keys", MAX_KEYS, 0, MAX_KEYS, clamp=True)
+    encode = _encoder(ctx)
+    listing = await _walk(ctx, bucket, prefix, delimiter, key_marker, max_keys)
+    root = Element("ListVersionsResult")
+    root.add("Name", bucket)
+    root.add("Prefix", encode(prefix))
+    root.add("KeyMarker", encode(key_marker))
+    root.add("VersionIdMarker", version_marker)
+    root.add("MaxKeys", max_keys)
+    if delimiter:
+        root.add("Delimiter", encode(delimiter))
+    if "encoding-type" in args:
+        root.add("EncodingType", "url")
+    root.add("IsTruncated", listing.truncated)
+    if listing.truncated:
+        root.add("NextKeyMarker", encode(listing.last))
+        if listing.keys and listing.keys[-1].key == listing.last:
+            root.add("NextVersionIdMarker", NULL_VERSION)
+    for info in listing.keys:
+        item = root.add("Version")
+        item.add("Key", encode(info.key))
+        item.add("VersionId", NULL_VERSION)
+        item.add("IsLatest", True)
+        item.add("LastModified", iso8601(info.last_modified_ns))
+        item.add("ETag", f'"{info.etag}"')
+        item.add("Size", info.size)
+        owner_element(item, ctx)
+        item.add("StorageClass", "STANDARD")
+    for common in listing.prefixes:
+        root.add("CommonPrefixes").add("Prefix", encode(common))
     return xml_response(root)

@@ -15,7 +15,14 @@ from ..names import check_key
 from ..request import Context, Response
 from ..sse import encryption_headers, read_keys, write_sse
 from ..xml import Element, parse_xml
-from .common import bucket_of, check_write_headers, int_arg, object_of, xml_response
+from .common import (
+    bucket_of,
+    check_write_headers,
+    int_arg,
+    object_of,
+    version_arg,
+    xml_response,
+)
 
 __all__ = ["delete_object", "delete_objects", "get_object", "head_object", "put_object"]
 
@@ -74,7 +81,8 @@ async def _serve(ctx: Context, *, head: bool) -> Response:
     bucket, key = object_of(ctx)
     key_c = read_keys(ctx, SSEOperation.HEAD_OBJECT if head else
                       SSEOperation.GET_OBJECT).customer_key
-    reader = await ctx.layer.open_object(bucket, key, version_id=ctx.req.args.get("versionId"),
+    reader = await ctx.layer.open_object(bucket, key,
+                                         version_id=version_arg(ctx.req.args.get("versionId")),
                                          sse_c=key_c)
     try:
         return _respond(ctx, reader, head=head, key_c=key_c)
