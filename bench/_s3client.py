@@ -12,6 +12,7 @@ import contextlib
 import datetime
 import hashlib
 import hmac
+from collections.abc import Callable, Iterable
 from urllib.parse import quote
 
 __all__ = ["S3Connection", "S3Error"]
@@ -85,22 +86,32 @@ class S3Connection:
 
     async def request(self, method: str, bucket: str, key: str = "", *,
                       body: memoryview | bytes | None = None, query: str = "",
-                      sink: bool = False, chunk: int = 1 << 20) -> tuple[int, bytes, int]:
-        """(status, body or b"" when sink, body length). Raises S3Error on >= 300."""
+                      sink: bool = False, chunk: int = 1 << 20,
+                      stream: Iterable[bytes] | None = None, length: int | None = None,
+                      on_chunk: Callable[[bytes], None] | None = None,
+                      ) -> tuple[int, bytes, int]:
+        """(status, body or b"" when sink, body length). Raises S3Error on >= 300.
+
+        A body is `body` (sent in `chunk`-sized slices) or `stream` of `length` bytes in
+        total; `on_chunk` sees each piece of a sunk response body as it arrives.
+        """
         if self._writer is None:
             await self._connect()
         assert self._reader is not None and self._writer is not None
         path = "/" + quote(bucket) + ("/" + quote(key, safe="/~") if key else "")
-        length = len(body) if body is not None else (0 if method == "PUT" else None)
-        self._writer.write(self._headers(method, path, query, length).encode())
         if body is not None:
+            length = len(body)
             view = memoryview(body)
-            for start in range(0, len(view), chunk):
-                self._writer.write(view[start : start + chunk])
-                await self._writer.drain()
+            stream = (view[start : start + chunk] for start in range(0, len(view), chunk))
+        elif stream is None:
+            length = 0 if method == "PUT" else None
+        self._writer.write(self._headers(method, path, query, length).encode())
+        for piece in stream or ():
+            self._writer.write(piece)
+            await self._writer.drain()
         await self._writer.drain()
         status, headers = await self._read_head()
-        received, data = await self._read_body(headers, method, sink)
+        received, data = await self._read_body(headers, method, sink, on_chunk)
         if headers.get("connection", "").lower() == "close":
             await self.close()
         if status >= 300:
@@ -119,8 +130,8 @@ class S3Connection:
                 headers[name.strip().lower()] = value.strip()
         return status, headers
 
-    async def _read_body(self, headers: dict[str, str], method: str,
-                         sink: bool) -> tuple[int, bytes]:
+    async def _read_body(self, headers: dict[str, str], method: str, sink: bool,
+                         on_chunk: Callable[[bytes], None] | None = None) -> tuple[int, bytes]:
         assert self._reader is not None
         if method == "HEAD":
             return 0, b""
@@ -147,4 +158,6 @@ class S3Connection:
             if not piece:
                 raise ConnectionError("connection closed mid-body")
             remaining -= len(piece)
+            if on_chunk is not None:
+                on_chunk(piece)
         return total, b""
