@@ -303,7 +303,7 @@ class StorageService(MultipartOps, InspectOps):
             raise InvalidArgument(f"start_block {req.start_block} beyond {layout.blocks} blocks")
         with self.open_shard(v, part) as reader:
             for data, block_hash in reader.blocks(req.start_block, req.block_count):
-                yield pb.ShardBlock(data=data, hash=block_hash)
+                yield pb.ShardBlock(data=bytes(data), hash=block_hash)
 
     def ListObjects(self, req: pb.ListObjectsRequest) -> Iterator[pb.ObjectVersion]:
         bucket = validate.bucket_name(req.bucket)
