@@ -103,7 +103,7 @@ class MemoryNode:
                 await asyncio.sleep(idle_timeout)
                 raise self._error(grpc.StatusCode.DEADLINE_EXCEEDED)
 
-    async def write_shard(self, messages: AsyncIterator[pb.WriteShardMessage], *,
+    async def write_shard(self, messages: AsyncIterator[pb.WriteShardMessage | bytes], *,
                           deadline: float, idle_timeout: float) -> pb.WriteShardReply:
         await self._enter("WriteShard", idle_timeout)
         header: pb.ShardHeader | None = None
@@ -114,13 +114,18 @@ class MemoryNode:
                 raise self._error(grpc.StatusCode.DEADLINE_EXCEEDED)
             if self.down:
                 raise self._error(grpc.StatusCode.UNAVAILABLE)
+            # a message may come serialized by the caller (common/shard_wire.py)
+            msg = pb.WriteShardMessage.FromString(message) if isinstance(message, bytes) \
+                else message
             if header is None:
-                header = message.header
+                header = msg.header
                 self._bucket(header.bucket)
                 continue
-            if block_hash(header.geometry.hash, message.block.data) != message.block.hash:
-                raise self._error(grpc.StatusCode.INVALID_ARGUMENT, "InvalidArgument")
-            blocks.append((message.block.data, message.block.hash))
+            sent = msg.blocks.blocks if msg.HasField("blocks") else [msg.block]
+            for block in sent:
+                if block_hash(header.geometry.hash, block.data) != block.hash:
+                    raise self._error(grpc.StatusCode.INVALID_ARGUMENT, "InvalidArgument")
+                blocks.append((block.data, block.hash))
         if header is None:
             raise self._error(grpc.StatusCode.INVALID_ARGUMENT, "InvalidArgument")
         slot = self.pending.setdefault(header.data_id, {})
@@ -253,6 +258,23 @@ class MemoryNode:
                 record.ClearField("inline_shard")
             out.append(record)
         return pb.ReadMetaReply(versions=out)
+
+    def _ReadShardBlocks(self, r: pb.ReadShardRequest) -> Any:
+        """Runs of up to 4 blocks, as (data, hash) lists like GrpcNodeClient yields them; a
+        bad block ends the stream after the good blocks before it, as a real node does."""
+        run: list[Block] = []
+        try:
+            for block in self._ReadShard(r):
+                run.append((memoryview(block.data), block.hash))
+                if len(run) == 4:
+                    yield run
+                    run = []
+        except NodeCallError:
+            if run:
+                yield run
+            raise
+        if run:
+            yield run
 
     def _ReadShard(self, r: pb.ReadShardRequest) -> Any:
         version = self._version(r.bucket, r.key, r.version_id)

@@ -17,10 +17,16 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
-from proto import storage_pb2_grpc
-
-from .errors import REASON_KEY, InvalidArgument
-from .server import SERVICE_NAME, bind, rpc_methods, server_options, status_of
+from .errors import REASON_KEY
+from .server import (
+    SERVICE_NAME,
+    add_storage_handlers,
+    bind,
+    rpc_methods,
+    server_options,
+    status_of,
+)
+from .service import write_blocks, write_header
 
 if TYPE_CHECKING:
     from .app import Node
@@ -65,14 +71,10 @@ def _write_shard(service, pool: ThreadPoolExecutor) -> Callable:
         ingest = None
         try:
             stream = aiter(messages)
-            first = await anext(stream, None)
-            if first is None or first.WhichOneof("msg") != "header":
-                raise InvalidArgument("a WriteShard stream starts with a ShardHeader")
-            ingest = await loop.run_in_executor(pool, service.begin_write, first.header)
+            header = write_header(await anext(stream, None))
+            ingest = await loop.run_in_executor(pool, service.begin_write, header)
             async for msg in stream:
-                if msg.WhichOneof("msg") != "block":
-                    raise InvalidArgument("only ShardBlocks may follow the header")
-                await loop.run_in_executor(pool, ingest.add, msg.block)
+                await loop.run_in_executor(pool, ingest.add, write_blocks(msg))
             return await loop.run_in_executor(pool, ingest.finish)
         except BaseException as exc:
             if ingest is not None:
@@ -86,17 +88,16 @@ def _write_shard(service, pool: ThreadPoolExecutor) -> Callable:
 async def _serve(node: Node, announce: Callable[[Node], None]) -> None:
     pool = ThreadPoolExecutor(node.config.workers, thread_name_prefix="rpc")
     server = grpc.aio.server(options=server_options())
-    servicer = storage_pb2_grpc.StorageServicer()
+    handlers = {}
     for name, client_streaming, server_streaming in rpc_methods():
         fn = getattr(node.service, name)
         if client_streaming:
-            handler = _write_shard(node.service, pool)
+            handlers[name] = _write_shard(node.service, pool)
         elif server_streaming:
-            handler = _server_stream(name, fn, pool)
+            handlers[name] = _server_stream(name, fn, pool)
         else:
-            handler = _unary(name, fn, pool)
-        setattr(servicer, name, handler)
-    storage_pb2_grpc.add_StorageServicer_to_server(servicer, server)
+            handlers[name] = _unary(name, fn, pool)
+    add_storage_handlers(server, handlers)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     bind(server, node.config)

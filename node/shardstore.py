@@ -142,25 +142,51 @@ class ShardReader:
     def read_block(self, block: int) -> tuple[bytes | memoryview, bytes]:
         """(data, hash) of block `block`, after checking the hash. The data is a memoryview
         of a fresh buffer when read with O_DIRECT."""
+        return self.read_run(block, 1)[0]
+
+    def read_run(self, first: int, count: int) -> list[tuple[bytes | memoryview, bytes]]:
+        """(data, hash) of blocks [first, first + count), read with one call and each checked
+        against its hash. A bad or short block ends the run early (the good blocks before it
+        are returned) or, when it is the first, raises Corrupt."""
         layout = self.layout
-        offset = layout.offset(block)
-        want = layout.data_len(block)
-        record = self._pread(layout.hash_len + want, offset)
-        digest = bytes(record[:layout.hash_len])
-        data = record[layout.hash_len:]
-        if len(digest) != layout.hash_len or len(data) != want:
-            raise Corrupt(f"block {block}: shard file is short")
-        if bitrot.block_hash(self.algorithm, data) != digest:
-            raise Corrupt(f"block {block}: hash mismatch")
-        return data, digest
+        start = layout.offset(first)
+        records = layout.offset(first + count - 1) + layout.hash_len + \
+            layout.data_len(first + count - 1) - start
+        raw = self._pread(records, start)
+        out = []
+        for block in range(first, first + count):
+            at = layout.offset(block) - start
+            want = layout.data_len(block)
+            digest = bytes(raw[at : at + layout.hash_len])
+            data = raw[at + layout.hash_len : at + layout.hash_len + want]
+            problem = ""
+            if len(digest) != layout.hash_len or len(data) != want:
+                problem = "shard file is short"
+            elif bitrot.block_hash(self.algorithm, data) != digest:
+                problem = "hash mismatch"
+            if problem and out:
+                return out
+            if problem:
+                raise Corrupt(f"block {block}: {problem}")
+            out.append((data, digest))
+        return out
 
     def read_hash(self, block: int) -> bytes:
         return bytes(self._pread(self.layout.hash_len, self.layout.offset(block)))
 
     def blocks(self, start: int, count: int) -> Iterator[tuple[bytes | memoryview, bytes]]:
+        for run in self.runs(start, count, 1):
+            yield from run
+
+    def runs(self, start: int, count: int,
+             per_run: int) -> Iterator[list[tuple[bytes | memoryview, bytes]]]:
+        """Blocks [start, start + count) (count 0: to the end), `per_run` per read."""
         end = self.layout.blocks if count == 0 else min(self.layout.blocks, start + count)
-        for block in range(start, end):
-            yield self.read_block(block)
+        block = start
+        while block < end:
+            run = self.read_run(block, min(per_run, end - block))
+            yield run
+            block += len(run)
 
     def bad_blocks(self) -> list[int]:
         """Every block that fails its hash or lies (partly) beyond the end of the file."""

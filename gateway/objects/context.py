@@ -44,8 +44,10 @@ class LayerContext:
     block_size: int = BLOCK_SIZE
     hash_algorithm: str = HASH_XXH3_128
     inline_limit: int = INLINE_LIMIT
-    queue_depth: int = 4  # shard blocks buffered per node on a write (back-pressure)
-    read_ahead: int = 4  # shard blocks buffered per node on a read
+    # messages buffered per node (each up to ~1 MiB: shard_writer.GROUP_BLOCKS blocks on a
+    # write, a ReadShardBlocks run on a read), beside gRPC's own 1 MiB stream window
+    queue_depth: int = 2
+    read_ahead: int = 2
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property

@@ -10,6 +10,7 @@ read-ahead per node.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import logging
@@ -19,6 +20,7 @@ from typing import TypeVar
 
 import grpc
 
+from common.shard_wire import Block
 from gateway.erasure import Geometry, block_hash, decode_block, encode_block
 from gateway.objects import errors as oe
 from gateway.objects.api import ObjectInfo
@@ -38,27 +40,35 @@ T = TypeVar("T")
 
 
 class _ShardSource:
-    """One node's ReadShard stream of one shard, pumped into a bounded queue."""
+    """One node's ReadShardBlocks stream of one shard (runs of blocks, ~1 MiB a message),
+    pumped into a bounded queue and handed out block by block."""
 
     def __init__(self, ctx: LayerContext, node: str, index: int, request: pb.ReadShardRequest):
         self.node = node
         self.index = index
         self._ctx = ctx
         self._queue: asyncio.Queue[object] = asyncio.Queue(ctx.read_ahead)
+        self._run: collections.deque[Block] = collections.deque()
         self._task = asyncio.ensure_future(self._pump(request))
 
     async def _pump(self, request: pb.ReadShardRequest) -> None:
         t = self._ctx.timeouts
         try:
-            async for message in self._ctx.pool.client(self.node).stream(
-                    "ReadShard", request, deadline=t.stream, idle_timeout=t.idle):
-                await self._queue.put(message)
+            async for run in self._ctx.pool.client(self.node).stream(
+                    "ReadShardBlocks", request, deadline=t.stream, idle_timeout=t.idle):
+                await self._queue.put(run)
             await self._queue.put(_EOF)
         except NodeCallError as exc:
             await self._queue.put(exc)
 
-    async def next(self) -> object:
-        return await self._queue.get()
+    async def next(self) -> Block | object:
+        """The next (data, hash) block, or _EOF, or the NodeCallError the stream ended with."""
+        while not self._run:
+            item = await self._queue.get()
+            if not isinstance(item, list):
+                return item
+            self._run.extend(item)
+        return self._run.popleft()
 
     def close(self) -> None:
         self._task.cancel()
@@ -111,19 +121,20 @@ class _PartBlocks:
         source.close()
         self.r.damage.note(source.node, error)
 
-    async def _shard(self, index: int, expected: int) -> bytes | None:
+    async def _shard(self, index: int, expected: int) -> bytes | memoryview | None:
         item = await self.active[index].next()
-        if isinstance(item, pb.ShardBlock):
-            data = item.data  # each access of a bytes field copies it: once only
+        if isinstance(item, tuple):
+            data, digest = item
             if len(data) == expected and \
-                    block_hash(self.r.geometry.hash_algorithm, data) == item.hash:
+                    block_hash(self.r.geometry.hash_algorithm, data) == digest:
                 return data
         self._drop(index, item if isinstance(item, NodeCallError) else None)
         return None
 
-    async def _block_shards(self, block: int, expected: int) -> dict[int, bytes]:
+    async def _block_shards(self, block: int,
+                            expected: int) -> dict[int, bytes | memoryview]:
         k = self.r.geometry.data_shards
-        shards: dict[int, bytes] = {}
+        shards: dict[int, bytes | memoryview] = {}
         while len(shards) < k:
             waiting = [i for i in self.active if i not in shards]
             if not waiting and not self.spares:
@@ -140,7 +151,8 @@ class _PartBlocks:
                 shards[waiting[0]] = data
         return shards
 
-    async def shard_blocks(self) -> AsyncIterator[tuple[int, int, dict[int, bytes]]]:
+    async def shard_blocks(self) -> AsyncIterator[tuple[int, int,
+                                                        dict[int, bytes | memoryview]]]:
         """(block, stored length, k verified shards) for each block of the range."""
         geometry, k = self.r.geometry, self.r.geometry.data_shards
         for _ in range(min(k, len(self.spares))):
@@ -236,8 +248,9 @@ class ErasureObjectReader:
         re-encodes only the missing shard indexes from them."""
         count = self.geometry.block_count(part.stored_size)
         async with contextlib.aclosing(_PartBlocks(self, part, 0, count).shard_blocks()) as it:
-            async for item in it:
-                yield item
+            async for block, length, shards in it:
+                # the shards are views of received messages; healing sends them on as protobuf
+                yield block, length, {i: bytes(d) for i, d in shards.items()}
 
     async def _part_range(self, part: PartRecord, lo: int, hi: int) -> AsyncIterator[bytes]:
         async for _, chunk in self._part_blocks(part, lo, hi):

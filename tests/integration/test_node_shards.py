@@ -112,6 +112,51 @@ def test_corrupt_block_is_data_loss_and_no_bad_bytes(node: tuple[Cluster, NodeCl
     assert list(hashes.block_hashes) == [b.hash for b in blocks_of(data)]
 
 
+def test_batched_blocks_both_ways(node: tuple[Cluster, NodeClient]) -> None:
+    """ShardBlocks messages (several blocks each) write and read the same shard file as
+    single blocks do; a corrupt block ends a batched read after the good blocks before it."""
+    cluster, client = node
+    g = geometry(block_size=4 * 256 * 1024)  # 256 KiB shard blocks: 4 to a 1 MiB message
+    data = os.urandom(9 * g.shard_block_size + 5)
+    blocks = blocks_of(data, g)
+    header = pb.ShardHeader(bucket="shards", key="batched", data_id=str(uuid.uuid4()),
+                            part_number=1, shard_index=0, geometry=g)
+    messages = [pb.WriteShardMessage(header=header),
+                pb.WriteShardMessage(blocks=pb.ShardBlocks(blocks=blocks[:3])),
+                pb.WriteShardMessage(block=blocks[3]),
+                pb.WriteShardMessage(blocks=pb.ShardBlocks(blocks=blocks[4:]))]
+    reply = client.stub.WriteShard(iter(messages), timeout=10)
+    assert (reply.blocks, reply.bytes) == (10, len(data))
+    client.stub.CommitObject(pb.CommitObjectRequest(
+        bucket="shards", key="batched", version_id=uuid7(), shard_index=0, geometry=g,
+        parts=[pb.PartRef(part_number=1, data_id=header.data_id, shard_size=len(data))]),
+        timeout=10)
+
+    def batched(start: int = 0, count: int = 0) -> list[pb.ShardBlocks]:
+        return list(client.stub.ReadShardBlocks(pb.ReadShardRequest(
+            bucket="shards", key="batched", start_block=start, block_count=count), timeout=10))
+
+    runs = batched()
+    assert [len(r.blocks) for r in runs] == [4, 4, 2]  # about 1 MiB of shard data each
+    assert [b for r in runs for b in r.blocks] == client.read_blocks("shards", "batched")
+    assert b"".join(b.data for r in batched(3, 5) for b in r.blocks) == \
+        data[3 * g.shard_block_size:8 * g.shard_block_size]
+
+    stride = 16 + g.shard_block_size
+    with open(_shard_file(cluster, client, "batched"), "r+b") as f:  # rot inside block 6
+        f.seek(6 * stride + 16 + 99)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    received: list[pb.ShardBlock] = []
+    with pytest.raises(grpc.RpcError) as err:
+        for run in client.stub.ReadShardBlocks(pb.ReadShardRequest(
+                bucket="shards", key="batched"), timeout=10):
+            received += run.blocks
+    assert err.value.code() == grpc.StatusCode.DATA_LOSS and reason(err.value) == "Corrupt"
+    assert received == blocks[:6]
+
+
 def test_truncated_and_missing_files_are_corrupt(node: tuple[Cluster, NodeClient]) -> None:
     cluster, client = node
     data = os.urandom(3 * SBS)
