@@ -19,6 +19,7 @@ import contextlib
 import ctypes
 import fcntl
 import os
+import threading
 from pathlib import Path
 
 __all__ = ["ALIGN", "DirectAppender", "aligned_buffer", "direct_io_supported", "open_direct",
@@ -42,6 +43,29 @@ def aligned_buffer(size: int) -> memoryview:
     offset = -ctypes.addressof(anchor) % ALIGN
     del anchor  # releases its export; the memoryview below keeps `raw` alive
     return memoryview(raw)[offset : offset + size]
+
+
+class _StagingPool:
+    """Staging buffers kept for reuse: a fresh one costs a 1 MiB zero-fill per shard stream."""
+
+    def __init__(self, size: int, keep: int):
+        self.size, self._keep = size, keep
+        self._free: list[memoryview] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> memoryview:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        return aligned_buffer(self.size)
+
+    def give(self, buf: memoryview) -> None:
+        with self._lock:
+            if len(self._free) < self._keep:
+                self._free.append(buf)
+
+
+_POOL = _StagingPool(STAGING, keep=32)
 
 
 def direct_io_supported(directory: Path) -> bool:
@@ -85,9 +109,16 @@ class DirectAppender:
 
     def __init__(self, fd: int, capacity: int = STAGING):
         self._fd = fd
-        self._buf = aligned_buffer(capacity)
+        self._pooled = capacity == STAGING
+        self._buf = _POOL.take() if self._pooled else aligned_buffer(capacity)
         self._fill = 0
         self._direct = True
+
+    def release(self) -> None:
+        """Hand the staging buffer back (after close_tail, or instead of it on abort)."""
+        buf, self._buf = self._buf, memoryview(b"")
+        if self._pooled and len(buf):
+            _POOL.give(buf)
 
     def append(self, data: bytes | memoryview) -> None:
         view = memoryview(data)

@@ -101,12 +101,15 @@ class ShardWriter:
         try:
             if self._out is not None:
                 self._out.close_tail()
+                self._out.release()
             os.fsync(fd)
         finally:
             os.close(fd)
 
     def abort(self) -> None:
         """Close and remove the temporary file (safe to call more than once)."""
+        if self._out is not None:
+            self._out.release()
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)
