@@ -24,7 +24,7 @@ _LEN = 2  # wire type of length-delimited fields
 # Field numbers (proto/storage.proto).
 _SHARD_BLOCK_DATA, _SHARD_BLOCK_HASH = 1, 2  # ShardBlock
 _SHARD_BLOCKS_ITEM = 1  # ShardBlocks.blocks
-_WRITE_HEADER, _WRITE_BLOCK, _WRITE_BLOCKS = 1, 2, 3  # WriteShardMessage.msg
+_WRITE_HEADER, _WRITE_BLOCK, _WRITE_BLOCKS, _WRITE_COMMIT = 1, 2, 3, 4  # WriteShardMessage.msg
 
 
 class WireError(ValueError):
@@ -33,10 +33,12 @@ class WireError(ValueError):
 
 @dataclass
 class WriteItem:
-    """One WriteShardMessage: the serialized ShardHeader, or the blocks it carries."""
+    """One WriteShardMessage: the serialized ShardHeader, the blocks it carries, or the
+    serialized CommitObjectRequest that ends the stream."""
 
     header: memoryview | None = None
     blocks: list[Block] = field(default_factory=list)
+    commit: memoryview | None = None
 
 
 def _varint(value: int) -> bytes:
@@ -151,4 +153,6 @@ def decode_write_message(data: bytes) -> WriteItem:
             item = WriteItem(blocks=[_block(value)])
         elif number == _WRITE_BLOCKS:
             item = WriteItem(blocks=_blocks(value))
+        elif number == _WRITE_COMMIT:
+            item = WriteItem(commit=value)
     return item

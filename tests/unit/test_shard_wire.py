@@ -56,6 +56,10 @@ def test_write_messages_of_every_kind() -> None:
     item = decode_write_message(single.SerializeToString())
     assert item.header is None and [(bytes(d), h) for d, h in item.blocks] == [(b"abc", b"h" * 16)]
     assert decode_write_message(b"").blocks == []
+    commit = pb.CommitObjectRequest(bucket="b", key="k", version_id="v", shard_index=2)
+    item = decode_write_message(pb.WriteShardMessage(commit=commit).SerializeToString())
+    assert item.header is None and not item.blocks and item.commit is not None
+    assert pb.CommitObjectRequest.FromString(bytes(item.commit)) == commit
 
 
 def test_unknown_fields_are_skipped() -> None:
