@@ -17,7 +17,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
-from .errors import REASON_KEY
+from .errors import REASON_KEY, InvalidArgument
 from .server import (
     SERVICE_NAME,
     add_storage_handlers,
@@ -26,7 +26,7 @@ from .server import (
     server_options,
     status_of,
 )
-from .service import write_blocks, write_header
+from .service import write_blocks, write_commit, write_header
 
 if TYPE_CHECKING:
     from .app import Node
@@ -73,9 +73,19 @@ def _write_shard(service, pool: ThreadPoolExecutor) -> Callable:
             stream = aiter(messages)
             header = write_header(await anext(stream, None))
             ingest = await loop.run_in_executor(pool, service.begin_write, header)
+            commit = None
             async for msg in stream:
-                await loop.run_in_executor(pool, ingest.add, write_blocks(msg))
-            return await loop.run_in_executor(pool, ingest.finish)
+                if commit is not None:
+                    raise InvalidArgument("nothing may follow the commit of a WriteShard "
+                                          "stream")
+                commit = write_commit(msg)
+                if commit is None:
+                    await loop.run_in_executor(pool, ingest.add, write_blocks(msg))
+            if commit is not None:
+                ingest.check_commit(commit)
+            # from here on a failure keeps the write staged (finish aborts its own failures)
+            done, ingest = ingest, None
+            return await loop.run_in_executor(pool, service.finish_write, done, commit)
         except BaseException as exc:
             if ingest is not None:
                 ingest.abort()

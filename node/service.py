@@ -22,7 +22,8 @@ from .records import Geometry, PartRecord, VersionRecord
 from .shardstore import ShardStore
 from .writes import PendingWrites, StagedWrite, WriteKey
 
-__all__ = ["BATCH_BYTES", "ShardIngest", "StorageService", "write_blocks", "write_header"]
+__all__ = ["BATCH_BYTES", "ShardIngest", "StorageService", "write_blocks", "write_commit",
+           "write_header"]
 
 _LIST_PAGE = 1000
 _MAX_VERSIONS = 1000
@@ -79,6 +80,15 @@ class ShardIngest:
     def abort(self) -> None:
         self._writer.abort()
         self._service.writes.end_stream(self._writer.file_id)
+
+    def check_commit(self, req: pb.CommitObjectRequest) -> None:
+        """A commit ending this stream must commit this write and nothing else."""
+        parts = [(p.part_number, p.data_id) for p in req.parts]
+        if (req.bucket, req.key, req.shard_index) != (self.bucket, self.key, self.shard_index) \
+                or parts != [(self.part_number, self.data_id)] or req.upload_id \
+                or req.delete_marker or req.inline_shard:
+            raise InvalidArgument("the commit ending a WriteShard stream must commit that "
+                                  "stream's write alone")
 
 
 class StorageService(MultipartOps, InspectOps):
@@ -137,15 +147,34 @@ class StorageService(MultipartOps, InspectOps):
 
     def write_shard(self, messages: Iterator[WriteItem | pb.WriteShardMessage]
                     ) -> tuple[ShardIngest, pb.WriteShardReply]:
-        """The whole stream: header, blocks, then fsync and staging."""
+        """The whole stream: header, blocks, then fsync and staging (and the commit that
+        may end the stream)."""
         ingest = self.begin_write(write_header(next(messages, None)))
+        commit = None
         try:
             for msg in messages:
-                ingest.add(write_blocks(msg))
+                if commit is not None:
+                    raise InvalidArgument("nothing may follow the commit of a WriteShard "
+                                          "stream")
+                commit = write_commit(msg)
+                if commit is None:
+                    ingest.add(write_blocks(msg))
+            if commit is not None:
+                ingest.check_commit(commit)
         except BaseException:
             ingest.abort()
             raise
-        return ingest, ingest.finish()
+        return ingest, self.finish_write(ingest, commit)
+
+    def finish_write(self, ingest: ShardIngest,
+                     commit: pb.CommitObjectRequest | None) -> pb.WriteShardReply:
+        """Make the write durable and stage it; then apply its commit, if it came with one
+        (a failed commit leaves the write staged, as a failed CommitObject does)."""
+        reply = ingest.finish()
+        if commit is not None:
+            reply.is_latest = self.CommitObject(commit).is_latest
+            reply.committed = True
+        return reply
 
     def drop_staged(self, key: WriteKey, file_id: str) -> None:
         """Forget a staged write (if it is still the one in `file_id`) and remove its data."""
@@ -357,10 +386,18 @@ def write_header(msg: WriteItem | pb.WriteShardMessage | None) -> pb.ShardHeader
     raise InvalidArgument("a WriteShard stream starts with a ShardHeader")
 
 
+def write_commit(msg: WriteItem | pb.WriteShardMessage) -> pb.CommitObjectRequest | None:
+    """The commit a WriteShard message carries, if it is the stream's commit."""
+    if isinstance(msg, WriteItem):
+        return None if msg.commit is None else pb.CommitObjectRequest.FromString(
+            bytes(msg.commit))
+    return msg.commit if msg.WhichOneof("msg") == "commit" else None
+
+
 def write_blocks(msg: WriteItem | pb.WriteShardMessage) -> list[Block]:
     """The blocks of a WriteShard message after the header (at least one)."""
     blocks: list[Block] = []
-    if isinstance(msg, WriteItem) and msg.header is None:
+    if isinstance(msg, WriteItem) and msg.header is None and msg.commit is None:
         blocks = msg.blocks
     elif isinstance(msg, pb.WriteShardMessage) and msg.WhichOneof("msg") == "block":
         blocks = [(msg.block.data, msg.block.hash)]

@@ -157,6 +157,57 @@ def test_batched_blocks_both_ways(node: tuple[Cluster, NodeClient]) -> None:
     assert received == blocks[:6]
 
 
+def test_write_stream_ending_with_its_commit(node: tuple[Cluster, NodeClient]) -> None:
+    """A WriteShard stream whose last message is the commit: one round trip, committed only
+    once the shard is durable; a commit that does not fit the write commits nothing."""
+    _, client = node
+    data = os.urandom(3 * SBS + 11)
+
+    def stream(key: str, commit: pb.CommitObjectRequest, *, data_id: str = "",
+               after: tuple[pb.WriteShardMessage, ...] = ()) -> pb.WriteShardReply:
+        header = pb.ShardHeader(bucket="shards", key=key,
+                                data_id=data_id or commit.parts[0].data_id, part_number=1,
+                                shard_index=0, geometry=GEOMETRY)
+        messages = [pb.WriteShardMessage(header=header),
+                    pb.WriteShardMessage(blocks=pb.ShardBlocks(blocks=blocks_of(data))),
+                    pb.WriteShardMessage(commit=commit), *after]
+        return client.stub.WriteShard(iter(messages), timeout=10)
+
+    def commit_of(key: str, data_id: str, size: int = len(data)) -> pb.CommitObjectRequest:
+        return pb.CommitObjectRequest(
+            bucket="shards", key=key, version_id=uuid7(), shard_index=0, geometry=GEOMETRY,
+            parts=[pb.PartRef(part_number=1, data_id=data_id, shard_size=size)])
+
+    commit = commit_of("oneshot", str(uuid.uuid4()))
+    reply = stream("oneshot", commit)
+    assert (reply.committed, reply.is_latest, reply.bytes) == (True, True, len(data))
+    assert client.read("shards", "oneshot") == data
+    assert client.read_meta("shards", "oneshot")[0].version_id == commit.version_id
+
+    wrong_size = commit_of("wrong", str(uuid.uuid4()), len(data) - 1)
+    with pytest.raises(grpc.RpcError) as err:
+        stream("wrong", wrong_size)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as err:
+        client.read_meta("shards", "wrong")
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    fixed = commit_of("wrong", wrong_size.parts[0].data_id)  # the write stayed staged
+    assert client.stub.CommitObject(fixed, timeout=10).is_latest
+    assert client.read("shards", "wrong") == data
+
+    other = commit_of("other", str(uuid.uuid4()))  # names another write than the stream's
+    with pytest.raises(grpc.RpcError) as err:
+        stream("other", other, data_id=str(uuid.uuid4()))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    late = commit_of("late", str(uuid.uuid4()))
+    with pytest.raises(grpc.RpcError) as err:
+        stream("late", late, after=(pb.WriteShardMessage(block=blocks_of(b"x")[0]),))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    for key in ("other", "late"):
+        with pytest.raises(grpc.RpcError):
+            client.read_meta("shards", key)
+
+
 def test_truncated_and_missing_files_are_corrupt(node: tuple[Cluster, NodeClient]) -> None:
     cluster, client = node
     data = os.urandom(3 * SBS)
