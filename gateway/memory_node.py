@@ -3,7 +3,8 @@
 It keeps `proto/storage.proto`'s semantics (versions committed atomically, latest = highest
 version id, shard blocks verified on write and read, multipart staging) in dictionaries, and
 can be told to fail: `down` (unreachable), `paused` (answers nothing until the deadline),
-`fail_next[method]` (one injected error), `delay[method]` (a slow answer),
+`fail_next[method]` (one injected error; "CommitObject" also fails the commit that ends a
+WriteShard stream), `delay[method]` (a slow answer),
 `corrupt_block(...)` (bitrot on "disk").
 Integration tests use real node processes instead.
 """
@@ -108,6 +109,7 @@ class MemoryNode:
         await self._enter("WriteShard", idle_timeout)
         header: pb.ShardHeader | None = None
         blocks: list[Block] = []
+        commit: pb.CommitObjectRequest | None = None
         async for message in messages:
             if self.paused:
                 await asyncio.sleep(idle_timeout)
@@ -121,6 +123,11 @@ class MemoryNode:
                 header = msg.header
                 self._bucket(header.bucket)
                 continue
+            if commit is not None:
+                raise self._error(grpc.StatusCode.INVALID_ARGUMENT, "InvalidArgument")
+            if msg.HasField("commit"):
+                commit = msg.commit
+                continue
             sent = msg.blocks.blocks if msg.HasField("blocks") else [msg.block]
             for block in sent:
                 if block_hash(header.geometry.hash, block.data) != block.hash:
@@ -130,7 +137,14 @@ class MemoryNode:
             raise self._error(grpc.StatusCode.INVALID_ARGUMENT, "InvalidArgument")
         slot = self.pending.setdefault(header.data_id, {})
         slot[(header.part_number, header.shard_index)] = blocks
-        return pb.WriteShardReply(blocks=len(blocks), bytes=sum(len(d) for d, _ in blocks))
+        reply = pb.WriteShardReply(blocks=len(blocks), bytes=sum(len(d) for d, _ in blocks))
+        if commit is not None:  # fail_next["CommitObject"] fails this commit too
+            injected = self.fail_next.pop("CommitObject", None)
+            if injected is not None:
+                raise injected  # the write stays staged, as on a real node
+            reply.is_latest = self._CommitObject(commit).is_latest
+            reply.committed = True
+        return reply
 
     async def close(self) -> None:
         return None

@@ -25,6 +25,7 @@ from common.shard_wire import Block, encode_write_blocks
 from gateway.erasure import Geometry, block_hash, encode_block, encode_views
 from gateway.objects import errors as oe
 from gateway.objects.api import BodyStream
+from gateway.objects.commit import CommitPlan, rollback_version
 from gateway.objects.context import LayerContext, geometry_message
 from gateway.objects.quorum import NodeResult, fan_out, reduce_errors
 from gateway.placement import ErasureSet
@@ -99,6 +100,10 @@ class WriteResult:
     written: dict[int, str] = field(default_factory=dict)  # shard index -> node that has it
     inline: list[bytes] | None = None  # all shards, when small enough to store inline
     failures: list[NodeResult[object]] = field(default_factory=list)
+    # with write_stream(commit=...): the version committed with the streams, and each
+    # writer's outcome of it (committed or not); quorum and rollback are the caller's
+    plan: CommitPlan | None = None
+    commits: list[NodeResult[object]] = field(default_factory=list)
 
 
 class ShardWriter:
@@ -258,6 +263,7 @@ class _Pipeline:
         self._carry: list[bytes] = []  # sealed bytes not yet a whole erasure block
         self._group: dict[int, list[Block]] = {}  # shard index -> blocks not sent yet
         self._grouped = 0  # erasure blocks in _group
+        self.plan: CommitPlan | None = None  # the commit sent with the streams, if any
 
     async def _cpu(self, size: int, fn: Callable[..., T], *args: object) -> T:
         """fn(*args) in the worker pool, or right here when `size` bytes is little work."""
@@ -380,6 +386,33 @@ class _Pipeline:
             index += 1
             current, following = following, (await body.next() if following else None)
 
+    def live(self) -> dict[int, str]:
+        return {w.index: w.node for w in self.writers if w.alive}
+
+    async def send_commit(self, plan: CommitPlan) -> None:
+        """Ends each live stream with its commit of `plan` (the node applies it once its
+        shard is durable)."""
+        self.plan = plan
+        blob = plan.meta.to_bytes()
+        for writer in self.writers:
+            if writer.index in plan.shards:
+                await writer.send(pb.WriteShardMessage(commit=plan.request(writer.index, blob)))
+
+    async def finish_committed(self) -> list[NodeResult[object]]:
+        """Closes every stream that carried a commit: each node's outcome of it. Never
+        raises for a node: the caller settles the quorum (and rolls back below it)."""
+        replies = await asyncio.gather(*(w.finish() for w in self.writers))
+        out: list[NodeResult[object]] = []
+        for writer, reply in zip(self.writers, replies, strict=True):
+            if reply is not None and reply.committed:
+                out.append(NodeResult(writer.node, value=reply))
+                continue
+            if writer.error is None:
+                writer.error = NodeCallError(writer.node, grpc.StatusCode.UNKNOWN, "",
+                                             "the write stream ended without its commit")
+            out.append(NodeResult(writer.node, error=writer.error))
+        return out
+
     async def finish(self) -> dict[int, str]:
         """Closes every stream; shard index -> node for each node that stored its shard."""
         replies = await asyncio.gather(*(w.finish() for w in self.writers))
@@ -419,12 +452,20 @@ async def write_stream(
     declared_size: int | None = None,
     max_size: int,
     allow_inline: bool = True,
+    commit: Callable[[WriteResult], CommitPlan] | None = None,
 ) -> WriteResult:
     """Erasure-code `body` onto the target's nodes (or keep it for an inline commit).
 
-    Raises the body's own exception if it raises, EntityTooLarge / InvalidInput /
-    IncompleteBody on a size problem, or a quorum error; in every such case the streams are
-    cancelled and the partial data aborted on the nodes.
+    `commit`: called once the whole body is encoded and sent (the result then has its sizes,
+    MD5 and the live writers in `written`); the plan it returns ends every stream, so each
+    node commits as soon as its shard is durable: one round trip instead of two. The
+    result then carries `plan` and each node's outcome in `commits`. An inline result is
+    never committed here.
+
+    Raises the body's own exception if it raises (or `commit`'s), EntityTooLarge /
+    InvalidInput / IncompleteBody on a size problem, or a quorum error; in every such case
+    the streams are cancelled and the partial data aborted on the nodes (a commit already
+    sent is rolled back).
     """
     sealer = sealer or PlainBlocks(ctx.block_size)
     body_blocks = _BodyBlocks(body, sealer.plain_block_size, declared_size, max_size)
@@ -438,21 +479,38 @@ async def write_stream(
             result = await pipeline.single_block(first or b"", allow_inline)
             body_blocks.check_complete()
             if result.inline is None:
-                result.written = await pipeline.finish()
-                result.failures = _writer_failures(pipeline.writers, pipeline.skipped)
+                await _end_streams(pipeline, result, commit)
             return result
         await pipeline.stream_blocks(first, second, body_blocks)
         body_blocks.check_complete()
-        written = await pipeline.finish()
-        return await pipeline.result(body_blocks.received, written)
+        result = await pipeline.result(body_blocks.received, {})
+        await _end_streams(pipeline, result, commit)
+        return result
     except BaseException:
         pipeline.cancel()
         await pipeline.wait_closed()
+        if pipeline.plan is not None:  # some node may have committed it already
+            await rollback_version(ctx, pipeline.plan, list(target.eset.nodes))
         if pipeline.writers:
             await abort_write(ctx, target.eset.nodes, target.data_id)
         raise
     finally:
         await body_blocks.close()
+
+
+async def _end_streams(pipeline: _Pipeline, result: WriteResult,
+                       commit: Callable[[WriteResult], CommitPlan] | None) -> None:
+    """Close the streams, with the commit when asked; fill in what each node did."""
+    if commit is None:
+        result.written = await pipeline.finish()
+    else:
+        result.written = pipeline.live()
+        result.failures = _writer_failures(pipeline.writers, pipeline.skipped)
+        result.plan = commit(result)
+        await pipeline.send_commit(result.plan)
+        result.commits = await pipeline.finish_committed()
+        result.written = {w.index: w.node for w in pipeline.writers if w.error is None}
+    result.failures = _writer_failures(pipeline.writers, pipeline.skipped)
 
 
 async def abort_write(ctx: LayerContext, nodes: tuple[str, ...] | list[str], data_id: str) -> None:

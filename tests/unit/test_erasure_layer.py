@@ -149,6 +149,27 @@ def test_commit_below_quorum_rolls_back():
     run(go())
 
 
+@pytest.mark.parametrize("size", [SMALL_BLOCK // 2, SMALL_BLOCK * 5 + 3])
+def test_streamed_put_commits_at_the_end_of_each_stream(size):
+    """One round trip per node: no separate CommitObject; a node whose commit fails is
+    missed (healed later) while a write quorum committed."""
+    async def go():
+        layer, nodes, heal = small_layer()
+        await layer.make_bucket("b")
+        for n in nodes.values():
+            n.calls.clear()
+        data = os.urandom(size)
+        nodes["node-2"].fail_next["CommitObject"] = NodeCallError("node-2",
+                                                                  grpc.StatusCode.INTERNAL)
+        info = await put(layer, "k", data)
+        assert all(n.calls == ["WriteShard"] for n in nodes.values())
+        assert await read_all(layer, "b", "k") == data
+        assert [(i.version_id, i.nodes) for i in heal.items()] == [(info.version_id,
+                                                                     ("node-2",))]
+        assert info.version_id not in nodes["node-2"].keys.get(("b", "k"), {})
+    run(go())
+
+
 def test_corrupt_block_is_decoded_around_and_queued_for_healing():
     async def go():
         layer, nodes, heal = small_layer()
