@@ -130,7 +130,8 @@ class ErasureObjectLayer:
     async def open_object(self, bucket: str, key: str, *, version_id: str | None = None,
                           sse_c: SSECustomerKey | None = None) -> ObjectReader:
         eset = self.ctx.placement.locate(bucket, key)
-        chosen = await read_version(self.ctx, bucket, key, eset, version_id=version_id or "")
+        chosen = await read_version(self.ctx, bucket, key, eset, version_id=version_id or "",
+                                    hedged=True)
         if chosen.delete_marker:
             raise oe.ObjectNotFound(f"{bucket}/{key} was deleted")
         self.ctx.record_heal(bucket, key, chosen.version_id, "meta-stale", chosen.stale)

@@ -297,6 +297,36 @@ def test_holders_not_waited_for_are_asked_when_a_shard_fails(size):
     run(go())
 
 
+def test_a_read_asks_the_data_shard_holders_first():
+    """A healthy GET asks k nodes; a newer version seen on some of them makes it ask the
+    rest before choosing; a slow one among them costs a hedge delay, not its whole delay."""
+    async def go():
+        layer, nodes, _ = small_layer()
+        await layer.make_bucket("b")
+        old, new = os.urandom(3 * SMALL_BLOCK), os.urandom(2 * SMALL_BLOCK)
+        await put(layer, "k", old)
+        dist = (await layer.open_object("b", "k")).chosen.meta.erasure.distribution
+        for n in nodes.values():
+            n.calls.clear()
+        assert await read_all(layer, "b", "k") == old
+        assert [n for n in dist if "ReadMeta" in nodes[n].calls] == list(dist[:4])
+        nodes[dist[0]].delay["ReadMeta"] = 2.0
+        started = time.monotonic()
+        reader = await layer.open_object("b", "k")
+        assert time.monotonic() - started < 0.8  # the hedge asked the parity holders
+        assert b"".join([c async for c in reader.stream()]) == old
+        del nodes[dist[0]].delay["ReadMeta"]
+        # the newer version lands on data holders 0-1 and both parity holders only
+        for n in dist[2:4]:
+            nodes[n].fail_next["WriteShard"] = NodeCallError(n, grpc.StatusCode.INTERNAL)
+        await put(layer, "k", new)
+        for n in nodes.values():
+            n.calls.clear()
+        assert await read_all(layer, "b", "k") == new
+        assert all("ReadMeta" in n.calls for n in nodes.values())
+    run(go())
+
+
 @pytest.mark.parametrize("chunk", [1, 777, SMALL_BLOCK, SMALL_BLOCK + 1, 3 * SMALL_BLOCK + 5])
 def test_any_chunking_of_the_body(chunk):
     async def go():
