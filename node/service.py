@@ -14,7 +14,7 @@ from . import uploads, validate, versions
 from .commit import commit_with_files, restore_staged
 from .config import NodeConfig
 from .convert import version_msg
-from .errors import Corrupt, InvalidArgument, NoSuchPart, NoSuchUpload
+from .errors import Corrupt, InvalidArgument, NodeError, NoSuchPart, NoSuchUpload
 from .inspection import InspectOps
 from .metastore import MetaStore
 from .multipart import MultipartOps
@@ -301,7 +301,25 @@ class StorageService(MultipartOps, InspectOps):
         for v, digest in found:
             if v.inline_shard is not None:
                 self.checked_inline(v, digest)
-        return pb.ReadMetaReply(versions=[version_msg(v) for v, _ in found])
+        reply = pb.ReadMetaReply(versions=[version_msg(v) for v, _ in found])
+        if req.head_bytes and found:
+            reply.versions[0].head_blocks.extend(
+                pb.ShardBlock(data=bytes(data), hash=digest)
+                for data, digest in self._head_blocks(found[0][0], req.head_bytes))
+        return reply
+
+    def _head_blocks(self, v: VersionRecord, limit: int) -> list[Block]:
+        """Up to `limit` bytes of whole blocks from the start of part 1 of `v`'s shard file;
+        none when it has none or they cannot be read intact (ReadShard will say why)."""
+        part = next((p for p in v.parts if p.part_number == 1), None)
+        if v.is_inline or v.geometry is None or part is None or not part.shard_size:
+            return []
+        count = max(1, limit // v.geometry.shard_block_size)
+        try:
+            with self.open_shard(v, part) as reader:
+                return reader.read_run(0, min(count, reader.layout.blocks))
+        except (NodeError, OSError):  # gone or corrupt: the shard's own read reports it
+            return []
 
     @staticmethod
     def checked_inline(v: VersionRecord, digest: bytes) -> bytes:

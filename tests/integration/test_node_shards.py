@@ -208,6 +208,32 @@ def test_write_stream_ending_with_its_commit(node: tuple[Cluster, NodeClient]) -
             client.read_meta("shards", key)
 
 
+def test_read_meta_with_head_blocks(node: tuple[Cluster, NodeClient]) -> None:
+    """ReadMeta(head_bytes) returns whole verified blocks from the start of part 1 of the
+    first version; none for inline versions, and none (rather than an error) when the first
+    block is corrupt."""
+    cluster, client = node
+    data = os.urandom(5 * SBS + 7)
+    client.put("shards", "head", data)
+    client.put("shards", "head-inline", b"tiny", inline=True)
+
+    def head(key: str, head_bytes: int) -> list[pb.ShardBlock]:
+        reply = client.stub.ReadMeta(pb.ReadMetaRequest(bucket="shards", key=key,
+                                                        head_bytes=head_bytes), timeout=10)
+        return list(reply.versions[0].head_blocks)
+
+    assert head("head", 3 * SBS + 5) == blocks_of(data)[:3]
+    assert head("head", 1) == blocks_of(data)[:1]  # at least one whole block
+    assert head("head", 100 * SBS) == blocks_of(data)
+    assert head("head", 0) == [] and head("head-inline", SBS) == []
+    with open(_shard_file(cluster, client, "head"), "r+b") as f:  # rot inside block 0
+        f.seek(16 + 5)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    assert head("head", 3 * SBS) == []
+
+
 def test_truncated_and_missing_files_are_corrupt(node: tuple[Cluster, NodeClient]) -> None:
     cluster, client = node
     data = os.urandom(3 * SBS)
