@@ -271,6 +271,13 @@ class MemoryNode:
             if not r.include_inline:
                 record.ClearField("inline_shard")
             out.append(record)
+        blocks = chosen[0].shards.get(1, []) if r.head_bytes else []
+        algorithm = chosen[0].record.geometry.hash
+        for data, digest in blocks[: max(1, r.head_bytes // max(1, len(blocks[0][0])))
+                                   if blocks else 0]:
+            if block_hash(algorithm, data) != digest:  # the good blocks before, as a node
+                break
+            out[0].head_blocks.add(data=data, hash=digest)
         return pb.ReadMetaReply(versions=out)
 
     def _ReadShardBlocks(self, r: pb.ReadShardRequest) -> Any:

@@ -14,7 +14,7 @@ import collections
 import contextlib
 import itertools
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -41,15 +41,26 @@ T = TypeVar("T")
 
 class _ShardSource:
     """One node's ReadShardBlocks stream of one shard (runs of blocks, ~1 MiB a message),
-    pumped into a bounded queue and handed out block by block."""
+    pumped into a bounded queue and handed out block by block. `head`: the shard's first
+    blocks, already received with the metadata; only the blocks after them are streamed."""
 
-    def __init__(self, ctx: LayerContext, node: str, index: int, request: pb.ReadShardRequest):
+    def __init__(self, ctx: LayerContext, node: str, index: int, request: pb.ReadShardRequest,
+                 head: Sequence[Block] = ()):
         self.node = node
         self.index = index
         self._ctx = ctx
         self._queue: asyncio.Queue[object] = asyncio.Queue(ctx.read_ahead)
-        self._run: collections.deque[Block] = collections.deque()
-        self._task = asyncio.ensure_future(self._pump(request))
+        start, end = request.start_block, request.start_block + request.block_count
+        self._run: collections.deque[Block] = collections.deque(head[start:end])
+        self._task: asyncio.Future[None] | None = None
+        if start + len(self._run) < end:
+            rest = pb.ReadShardRequest()
+            rest.CopyFrom(request)
+            rest.start_block, rest.block_count = start + len(self._run), end - start - len(
+                self._run)
+            self._task = asyncio.ensure_future(self._pump(rest))
+        else:
+            self._queue.put_nowait(_EOF)
 
     async def _pump(self, request: pb.ReadShardRequest) -> None:
         t = self._ctx.timeouts
@@ -71,11 +82,13 @@ class _ShardSource:
         return self._run.popleft()
 
     def close(self) -> None:
-        self._task.cancel()
+        if self._task is not None:
+            self._task.cancel()
 
     async def wait_closed(self) -> None:
-        with contextlib.suppress(BaseException):
-            await self._task
+        if self._task is not None:
+            with contextlib.suppress(BaseException):
+                await self._task
 
 
 @dataclass
@@ -114,7 +127,8 @@ class _PartBlocks:
                                       version_id=r.chosen.version_id,
                                       part_number=self.part.number, start_block=block,
                                       block_count=self.end - block)
-        self.active[index] = _ShardSource(r.ctx, self.holders[index], index, request)
+        head = r.heads.pop(index, ()) if self.part.number == 1 else ()
+        self.active[index] = _ShardSource(r.ctx, self.holders[index], index, request, head)
 
     def _drop(self, index: int, error: NodeCallError | None) -> None:
         source = self.active.pop(index)
@@ -191,6 +205,13 @@ class ErasureObjectReader:
         self.records: dict[str, pb.ObjectVersion] = dict(chosen.holders)
         self.holders: dict[int, str] = chosen.shard_holders()
         self._asked: set[str] = set(chosen.holders) | set(chosen.stale)
+        # shard index -> its first blocks of part 1, when they came with the metadata; held
+        # only until a shard stream takes them (the records let go of their copy here)
+        self.heads: dict[int, list[Block]] = {}
+        for record in chosen.holders.values():
+            if record.head_blocks:
+                self.heads[record.shard_index] = [(b.data, b.hash) for b in record.head_blocks]
+                record.ClearField("head_blocks")
 
     async def more_holders(self, *, include_inline: bool) -> list[int]:
         """Asks the set's nodes not heard from yet for this version; the shard indexes found."""
@@ -368,7 +389,8 @@ class ErasureObjectReader:
             raise oe.InsufficientReadQuorum(
                 f"read {self.info.bucket}/{self.info.key}: {len(shards)} intact inline shards, "
                 f"need {geometry.data_shards}")
-        return await self.ctx.run(decode_block, geometry, shards, meta.stored_size)
+        return await self.ctx.run_sized(meta.stored_size, decode_block, geometry, shards,
+                                        meta.stored_size)
 
     def _report_damage(self) -> None:
         info = self.info

@@ -117,9 +117,10 @@ def _answers(results: dict[str, NodeResult[pb.ReadMetaReply]]) -> dict[str, list
 
 async def read_version(ctx: LayerContext, bucket: str, key: str, eset: ErasureSet, *,
                        version_id: str = "", include_inline: bool = True,
-                       hedged: bool = False) -> ChosenVersion:
+                       hedged: bool = False, head_bytes: int = 0) -> ChosenVersion:
     """The current version of `bucket/key` (or the named one) as a read quorum agrees.
 
+    `head_bytes`: each node also returns that much of its shard's start (head_blocks).
     `hedged`: ask the k nodes that hold the data shards first, and the others only when
     their answers do not settle it (see HEDGE_AFTER): a healthy read then costs k calls
     instead of k+m. Unasked nodes count as undecided, so the choice is the same: any
@@ -130,7 +131,8 @@ async def read_version(ctx: LayerContext, bucket: str, key: str, eset: ErasureSe
     quorum, BucketNotFound when a quorum says so, InsufficientReadQuorum when too few answered.
     """
     request = pb.ReadMetaRequest(bucket=bucket, key=key, version_id=version_id,
-                                 max_versions=META_VERSIONS, include_inline=include_inline)
+                                 max_versions=META_VERSIONS, include_inline=include_inline,
+                                 head_bytes=head_bytes)
     timeout = ctx.timeouts.unary
     nodes = ctx.pool.usable(eset.nodes, eset.read_quorum)
     first = set(nodes[:eset.read_quorum] if hedged else nodes)  # data shards: nodes[:k]

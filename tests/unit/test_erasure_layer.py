@@ -327,6 +327,30 @@ def test_a_read_asks_the_data_shard_holders_first():
     run(go())
 
 
+@pytest.mark.parametrize("blocks", [1, 7])
+def test_read_ahead_brings_the_start_with_the_metadata(blocks):
+    """open_object(read_ahead=True): a one-block object needs no shard stream at all; a
+    longer one streams only what follows its head; a rotten head block is decoded around."""
+    async def go():
+        layer, nodes, heal = small_layer(head_bytes=4 * SMALL_BLOCK // 4)  # 4 blocks a node
+        await layer.make_bucket("b")
+        data = os.urandom(blocks * SMALL_BLOCK - 5)
+        await put(layer, "k", data)
+        for n in nodes.values():
+            n.calls.clear()
+        reader = await layer.open_object("b", "k", read_ahead=True)
+        assert b"".join([c async for c in reader.stream()]) == data
+        streams = sum(n.calls.count("ReadShardBlocks") for n in nodes.values())
+        assert streams == (0 if blocks == 1 else 4)
+        holder = reader.chosen.meta.erasure.distribution[1]
+        nodes[holder].corrupt_block("b", "k", 1, 0)
+        reader = await layer.open_object("b", "k", read_ahead=True)
+        assert b"".join([c async for c in reader.stream()]) == data
+        assert any(i.reason == "read-corrupt" and holder in i.nodes for i in heal.items())
+        assert b"".join([c async for c in reader.stream(3, 100)]) == data[3:103]
+    run(go())
+
+
 @pytest.mark.parametrize("chunk", [1, 777, SMALL_BLOCK, SMALL_BLOCK + 1, 3 * SMALL_BLOCK + 5])
 def test_any_chunking_of_the_body(chunk):
     async def go():
