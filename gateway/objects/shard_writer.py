@@ -17,7 +17,7 @@ import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 import grpc
 
@@ -26,7 +26,7 @@ from gateway.erasure import Geometry, block_hash, encode_block, encode_views
 from gateway.objects import errors as oe
 from gateway.objects.api import BodyStream
 from gateway.objects.commit import CommitPlan, rollback_version
-from gateway.objects.context import LayerContext, geometry_message
+from gateway.objects.context import INLINE_WORK, LayerContext, geometry_message
 from gateway.objects.quorum import NodeResult, fan_out, reduce_errors
 from gateway.placement import ErasureSet
 from gateway.storage_client import NodeCallError
@@ -42,15 +42,10 @@ __all__ = [
     "write_stream",
 ]
 
-T = TypeVar("T")
-
 # Erasure blocks per shard message: ~1 MiB messages (4 x 256 KiB shard blocks for 4+2) cost
 # a node ~35% less CPU per byte than one block per message (measured 1.5 against 2.3 CPU-s
 # per GB); larger ones were no cheaper and hold more memory.
 GROUP_BLOCKS = 4
-# Below this many bytes, hashing, sealing and encoding stay on the event loop: a hop to the
-# worker pool costs more than the work (as in gateway/s3/body.py).
-INLINE_WORK = 64 * 1024
 
 
 class BlockSealer(Protocol):
@@ -265,12 +260,6 @@ class _Pipeline:
         self._grouped = 0  # erasure blocks in _group
         self.plan: CommitPlan | None = None  # the commit sent with the streams, if any
 
-    async def _cpu(self, size: int, fn: Callable[..., T], *args: object) -> T:
-        """fn(*args) in the worker pool, or right here when `size` bytes is little work."""
-        if size < INLINE_WORK:
-            return fn(*args)
-        return await self.ctx.run(fn, *args)
-
     def _stored_blocks(self, block: bytes, index: int, final: bool) -> list[bytes]:
         """Seals one plaintext block; the whole erasure blocks of stored bytes now complete
         (and, when final, the short rest). A sealer may hold bytes back (e.g. the last
@@ -358,16 +347,16 @@ class _Pipeline:
         """A body of at most one block: kept for an inline commit when its shards are small."""
         geometry = self.target.geometry
         await self._hash(block)
-        stored = await self._cpu(len(block), self._stored_blocks, block, 0, True)
+        stored = await self.ctx.run_sized(len(block), self._stored_blocks, block, 0, True)
         self.stored_size = sum(len(b) for b in stored)
         md5 = await self._md5_digest()
         shard_size = geometry.shard_size(self.stored_size)
         if allow_inline and len(stored) <= 1 and shard_size <= self.ctx.inline_limit:
             data = stored[0] if stored else b""
-            shards = await self._cpu(len(data), encode_block, geometry, data)
+            shards = await self.ctx.run_sized(len(data), encode_block, geometry, data)
             return WriteResult(len(block), self.stored_size, md5, shard_size, inline=shards)
         self.open_writers()
-        await self._send(await self._cpu(self.stored_size, self._encode, stored, True))
+        await self._send(await self.ctx.run_sized(self.stored_size, self._encode, stored, True))
         return WriteResult(len(block), self.stored_size, md5, shard_size)
 
     async def stream_blocks(self, first: bytes, second: bytes, body: _BodyBlocks) -> None:
