@@ -48,9 +48,10 @@ class LayerContext:
     hash_algorithm: str = HASH_XXH3_128
     inline_limit: int = INLINE_LIMIT
     # messages buffered per node (each up to ~1 MiB: shard_writer.GROUP_BLOCKS blocks on a
-    # write, a ReadShardBlocks run on a read), beside gRPC's own 1 MiB stream window
-    queue_depth: int = 2
-    read_ahead: int = 2
+    # write, a ReadShardBlocks run on a read), beside the one in hand and gRPC's own 1 MiB
+    # stream window; 2 measured no faster than 1 and held ~20% more gateway memory
+    queue_depth: int = 1
+    read_ahead: int = 1
     # shard bytes each node sends with the metadata for a read from the start (one run: a
     # 1 MiB object then needs no second round trip)
     head_bytes: int = 1 << 20
