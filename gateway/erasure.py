@@ -29,6 +29,7 @@ __all__ = [
     "block_hash",
     "decode_block",
     "encode_block",
+    "encode_views",
     "reconstruct_shards",
     "tune_malloc",
 ]
@@ -120,25 +121,31 @@ def _decoder(k: int, n: int) -> zfec.Decoder:
     return zfec.Decoder(k, n)
 
 
-def _data_shards(geometry: Geometry, block: bytes) -> tuple[bytes, ...]:
+def _data_shards(geometry: Geometry, block: bytes | memoryview) -> tuple[memoryview, ...]:
+    """Views of the k data shards in `block` (a short block is zero-padded into a copy)."""
     k = geometry.data_shards
     length = geometry.shard_length(len(block))
     pad = k * length - len(block)
-    if pad:
-        block = bytes(block) + bytes(pad)
-    return tuple(block[i * length : (i + 1) * length] for i in range(k))
+    view = memoryview(bytes(block) + bytes(pad) if pad else block)
+    return tuple(view[i * length : (i + 1) * length] for i in range(k))
 
 
-def encode_block(geometry: Geometry, block: bytes) -> list[bytes]:
-    """All k+m shards of one block (data shards first). An empty block gives empty shards."""
+def encode_views(geometry: Geometry, block: bytes | memoryview) -> list[bytes | memoryview]:
+    """All k+m shards of one block, data shards first, the data shards as views of `block`
+    (no copy: zfec reads them in place, the PUT path sends them as they are). An empty
+    block gives empty shards."""
     k, n = geometry.data_shards, geometry.total_shards
     if not block:
         return [b""] * n
     data = _data_shards(geometry, block)
     if n == k:
         return list(data)
-    parity = _encoder(k, n).encode(data, tuple(range(k, n)))
-    return [*data, *(bytes(p) for p in parity)]
+    return [*data, *_encoder(k, n).encode(data, tuple(range(k, n)))]
+
+
+def encode_block(geometry: Geometry, block: bytes) -> list[bytes]:
+    """All k+m shards of one block as bytes (data shards first)."""
+    return [bytes(s) for s in encode_views(geometry, block)]
 
 
 def _primary_shards(geometry: Geometry, shards: Mapping[int, bytes]) -> list[bytes]:

@@ -3,7 +3,8 @@
 It keeps `proto/storage.proto`'s semantics (versions committed atomically, latest = highest
 version id, shard blocks verified on write and read, multipart staging) in dictionaries, and
 can be told to fail: `down` (unreachable), `paused` (answers nothing until the deadline),
-`fail_next[method]` (one injected error), `delay[method]` (a slow answer),
+`fail_next[method]` (one injected error; "CommitObject" also fails the commit that ends a
+WriteShard stream), `delay[method]` (a slow answer),
 `corrupt_block(...)` (bitrot on "disk").
 Integration tests use real node processes instead.
 """
@@ -103,29 +104,47 @@ class MemoryNode:
                 await asyncio.sleep(idle_timeout)
                 raise self._error(grpc.StatusCode.DEADLINE_EXCEEDED)
 
-    async def write_shard(self, messages: AsyncIterator[pb.WriteShardMessage], *,
+    async def write_shard(self, messages: AsyncIterator[pb.WriteShardMessage | bytes], *,
                           deadline: float, idle_timeout: float) -> pb.WriteShardReply:
         await self._enter("WriteShard", idle_timeout)
         header: pb.ShardHeader | None = None
         blocks: list[Block] = []
+        commit: pb.CommitObjectRequest | None = None
         async for message in messages:
             if self.paused:
                 await asyncio.sleep(idle_timeout)
                 raise self._error(grpc.StatusCode.DEADLINE_EXCEEDED)
             if self.down:
                 raise self._error(grpc.StatusCode.UNAVAILABLE)
+            # a message may come serialized by the caller (common/shard_wire.py)
+            msg = pb.WriteShardMessage.FromString(message) if isinstance(message, bytes) \
+                else message
             if header is None:
-                header = message.header
+                header = msg.header
                 self._bucket(header.bucket)
                 continue
-            if block_hash(header.geometry.hash, message.block.data) != message.block.hash:
+            if commit is not None:
                 raise self._error(grpc.StatusCode.INVALID_ARGUMENT, "InvalidArgument")
-            blocks.append((message.block.data, message.block.hash))
+            if msg.HasField("commit"):
+                commit = msg.commit
+                continue
+            sent = msg.blocks.blocks if msg.HasField("blocks") else [msg.block]
+            for block in sent:
+                if block_hash(header.geometry.hash, block.data) != block.hash:
+                    raise self._error(grpc.StatusCode.INVALID_ARGUMENT, "InvalidArgument")
+                blocks.append((block.data, block.hash))
         if header is None:
             raise self._error(grpc.StatusCode.INVALID_ARGUMENT, "InvalidArgument")
         slot = self.pending.setdefault(header.data_id, {})
         slot[(header.part_number, header.shard_index)] = blocks
-        return pb.WriteShardReply(blocks=len(blocks), bytes=sum(len(d) for d, _ in blocks))
+        reply = pb.WriteShardReply(blocks=len(blocks), bytes=sum(len(d) for d, _ in blocks))
+        if commit is not None:  # fail_next["CommitObject"] fails this commit too
+            injected = self.fail_next.pop("CommitObject", None)
+            if injected is not None:
+                raise injected  # the write stays staged, as on a real node
+            reply.is_latest = self._CommitObject(commit).is_latest
+            reply.committed = True
+        return reply
 
     async def close(self) -> None:
         return None
@@ -252,7 +271,31 @@ class MemoryNode:
             if not r.include_inline:
                 record.ClearField("inline_shard")
             out.append(record)
+        blocks = chosen[0].shards.get(1, []) if r.head_bytes else []
+        algorithm = chosen[0].record.geometry.hash
+        for data, digest in blocks[: max(1, r.head_bytes // max(1, len(blocks[0][0])))
+                                   if blocks else 0]:
+            if block_hash(algorithm, data) != digest:  # the good blocks before, as a node
+                break
+            out[0].head_blocks.add(data=data, hash=digest)
         return pb.ReadMetaReply(versions=out)
+
+    def _ReadShardBlocks(self, r: pb.ReadShardRequest) -> Any:
+        """Runs of up to 4 blocks, as (data, hash) lists like GrpcNodeClient yields them; a
+        bad block ends the stream after the good blocks before it, as a real node does."""
+        run: list[Block] = []
+        try:
+            for block in self._ReadShard(r):
+                run.append((memoryview(block.data), block.hash))
+                if len(run) == 4:
+                    yield run
+                    run = []
+        except NodeCallError:
+            if run:
+                yield run
+            raise
+        if run:
+            yield run
 
     def _ReadShard(self, r: pb.ReadShardRequest) -> Any:
         version = self._version(r.bucket, r.key, r.version_id)

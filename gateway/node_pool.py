@@ -56,7 +56,7 @@ class _TrackedClient:
             raise
         self._note(None)
 
-    async def write_shard(self, messages: AsyncIterator[pb.WriteShardMessage], *,
+    async def write_shard(self, messages: AsyncIterator[pb.WriteShardMessage | bytes], *,
                           deadline: float, idle_timeout: float) -> pb.WriteShardReply:
         try:
             reply = await self._inner.write_shard(messages, deadline=deadline,

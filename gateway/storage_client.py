@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import grpc
 import grpc.aio
 
+from common.shard_wire import decode_blocks
 from proto import storage_pb2 as pb
 from proto import storage_pb2_grpc as pb_grpc
 
@@ -37,6 +38,7 @@ TRANSPORT_CODES = frozenset({
 })
 _MAX_MESSAGE = 64 * 1024 * 1024
 _STREAM_WINDOW = 1024 * 1024
+_METHOD = "/tessera.storage.v1.Storage/"
 
 
 class NodeCallError(Exception):
@@ -94,15 +96,22 @@ class NodeClient(Protocol):
 
     def stream(self, method: str, request: Any, *, deadline: float,
                idle_timeout: float) -> AsyncIterator[Any]:
-        """A server-streaming RPC ("ReadShard", "ListObjects"), message by message."""
+        """A server-streaming RPC ("ReadShard", "ListObjects"), message by message.
+        "ReadShardBlocks" yields each message as a list of (data, hash) blocks, the data
+        as memoryviews (common/shard_wire.py)."""
         ...
 
-    async def write_shard(self, messages: AsyncIterator[pb.WriteShardMessage], *,
+    async def write_shard(self, messages: AsyncIterator[pb.WriteShardMessage | bytes], *,
                           deadline: float, idle_timeout: float) -> pb.WriteShardReply:
-        """Sends a header then shard blocks; returns the node's reply after the last one."""
+        """Sends a header then shard blocks; returns the node's reply after the last one.
+        A message may come already serialized (bytes, e.g. from shard_wire)."""
         ...
 
     async def close(self) -> None: ...
+
+
+def _serialize_write(message: pb.WriteShardMessage | bytes) -> bytes:
+    return message if isinstance(message, bytes) else message.SerializeToString()
 
 
 def _reason_of(exc: grpc.aio.AioRpcError) -> str:
@@ -121,6 +130,7 @@ class GrpcNodeClient:
         self._tls = tls
         self._channel: grpc.aio.Channel | None = None
         self._stub: pb_grpc.StorageStub | None = None
+        self._bulk: dict[str, Any] = {}  # the shard RPCs with their own codecs
 
     def _get_stub(self) -> pb_grpc.StorageStub:
         if self._stub is None:
@@ -143,7 +153,20 @@ class GrpcNodeClient:
                 creds = grpc.ssl_channel_credentials(self._tls.ca, self._tls.key, self._tls.cert)
                 self._channel = grpc.aio.secure_channel(self.address, creds, options=options)
             self._stub = pb_grpc.StorageStub(self._channel)
+            self._bulk = {
+                "WriteShard": self._channel.stream_unary(
+                    _METHOD + "WriteShard", request_serializer=_serialize_write,
+                    response_deserializer=pb.WriteShardReply.FromString),
+                "ReadShardBlocks": self._channel.unary_stream(
+                    _METHOD + "ReadShardBlocks",
+                    request_serializer=pb.ReadShardRequest.SerializeToString,
+                    response_deserializer=decode_blocks),
+            }
         return self._stub
+
+    def _call(self, method: str) -> Any:
+        stub = self._get_stub()
+        return self._bulk.get(method) or getattr(stub, method)
 
     def _failed(self, code: grpc.StatusCode, reason: str = "", detail: str = "") -> NodeCallError:
         return NodeCallError(self.name, code, reason, detail)
@@ -161,7 +184,7 @@ class GrpcNodeClient:
 
     async def stream(self, method: str, request: Any, *, deadline: float,
                      idle_timeout: float) -> AsyncIterator[Any]:
-        call = getattr(self._get_stub(), method)(request, timeout=deadline)
+        call = self._call(method)(request, timeout=deadline)
         try:
             while True:
                 try:
@@ -178,9 +201,9 @@ class GrpcNodeClient:
         finally:
             call.cancel()
 
-    async def write_shard(self, messages: AsyncIterator[pb.WriteShardMessage], *,
+    async def write_shard(self, messages: AsyncIterator[pb.WriteShardMessage | bytes], *,
                           deadline: float, idle_timeout: float) -> pb.WriteShardReply:
-        call = self._get_stub().WriteShard(timeout=deadline)
+        call = self._call("WriteShard")(timeout=deadline)
         try:
             async for message in messages:
                 async with asyncio.timeout(idle_timeout):
@@ -219,3 +242,4 @@ class GrpcNodeClient:
             await self._channel.close()
             self._channel = None
             self._stub = None
+            self._bulk = {}

@@ -17,10 +17,16 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
-from proto import storage_pb2_grpc
-
 from .errors import REASON_KEY, InvalidArgument
-from .server import SERVICE_NAME, bind, rpc_methods, server_options, status_of
+from .server import (
+    SERVICE_NAME,
+    add_storage_handlers,
+    bind,
+    rpc_methods,
+    server_options,
+    status_of,
+)
+from .service import write_blocks, write_commit, write_header
 
 if TYPE_CHECKING:
     from .app import Node
@@ -65,15 +71,21 @@ def _write_shard(service, pool: ThreadPoolExecutor) -> Callable:
         ingest = None
         try:
             stream = aiter(messages)
-            first = await anext(stream, None)
-            if first is None or first.WhichOneof("msg") != "header":
-                raise InvalidArgument("a WriteShard stream starts with a ShardHeader")
-            ingest = await loop.run_in_executor(pool, service.begin_write, first.header)
+            header = write_header(await anext(stream, None))
+            ingest = await loop.run_in_executor(pool, service.begin_write, header)
+            commit = None
             async for msg in stream:
-                if msg.WhichOneof("msg") != "block":
-                    raise InvalidArgument("only ShardBlocks may follow the header")
-                await loop.run_in_executor(pool, ingest.add, msg.block)
-            return await loop.run_in_executor(pool, ingest.finish)
+                if commit is not None:
+                    raise InvalidArgument("nothing may follow the commit of a WriteShard "
+                                          "stream")
+                commit = write_commit(msg)
+                if commit is None:
+                    await loop.run_in_executor(pool, ingest.add, write_blocks(msg))
+            if commit is not None:
+                ingest.check_commit(commit)
+            # from here on a failure keeps the write staged (finish aborts its own failures)
+            done, ingest = ingest, None
+            return await loop.run_in_executor(pool, service.finish_write, done, commit)
         except BaseException as exc:
             if ingest is not None:
                 ingest.abort()
@@ -86,17 +98,16 @@ def _write_shard(service, pool: ThreadPoolExecutor) -> Callable:
 async def _serve(node: Node, announce: Callable[[Node], None]) -> None:
     pool = ThreadPoolExecutor(node.config.workers, thread_name_prefix="rpc")
     server = grpc.aio.server(options=server_options())
-    servicer = storage_pb2_grpc.StorageServicer()
+    handlers = {}
     for name, client_streaming, server_streaming in rpc_methods():
         fn = getattr(node.service, name)
         if client_streaming:
-            handler = _write_shard(node.service, pool)
+            handlers[name] = _write_shard(node.service, pool)
         elif server_streaming:
-            handler = _server_stream(name, fn, pool)
+            handlers[name] = _server_stream(name, fn, pool)
         else:
-            handler = _unary(name, fn, pool)
-        setattr(servicer, name, handler)
-    storage_pb2_grpc.add_StorageServicer_to_server(servicer, server)
+            handlers[name] = _unary(name, fn, pool)
+    add_storage_handlers(server, handlers)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     bind(server, node.config)

@@ -43,7 +43,7 @@ class Node:
     def __init__(self, config: NodeConfig):
         self.config = config
         self._lock_fd = _lock_data_dir(config.data_dir)
-        self.shards = ShardStore(config.data_dir)
+        self.shards = ShardStore(config.data_dir, config.direct_io)
         self.meta = MetaStore(config.data_dir / "meta.db")
         self.writes = PendingWrites()
         try:
@@ -85,8 +85,9 @@ def run(config: NodeConfig) -> None:
 
 def _announce(node: Node) -> None:
     c = node.config
-    log.info("node %s serving on %s (%s, %s server), data %s; swept %d temporary files",
-             c.node_id, c.listen, "plain TCP" if c.insecure else "mTLS", c.server, c.data_dir,
+    log.info("node %s serving on %s (%s, %s server), data %s (%s shard I/O); swept %d "
+             "temporary files", c.node_id, c.listen, "plain TCP" if c.insecure else "mTLS",
+             c.server, c.data_dir, "direct" if node.shards.direct_io else "buffered",
              node.swept)
 
 

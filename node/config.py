@@ -26,6 +26,7 @@ ENV_VERSION_GRACE = "TESSERA_NODE_VERSION_GRACE"
 ENV_TMP_GRACE = "TESSERA_NODE_TMP_GRACE"
 ENV_MARKER_GRACE = "TESSERA_NODE_MARKER_GRACE"
 ENV_GC_INTERVAL = "TESSERA_NODE_GC_INTERVAL"
+ENV_DIRECT_IO = "TESSERA_NODE_DIRECT_IO"
 
 _NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -51,6 +52,7 @@ class NodeConfig:
     tmp_grace: float = 3600.0  # written-but-uncommitted shard data is dropped after this
     marker_grace: float = 86400.0  # a delete marker with nothing under it is dropped after this
     gc_interval: float = 30.0  # how often the background collector runs
+    direct_io: bool = True  # shard files bypass the page cache where the disk allows it
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -72,6 +74,17 @@ def _env_float(name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
+
+
+def _env_switch(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    if raw.lower() in ("1", "on", "true", "yes"):
+        return True
+    if raw.lower() in ("0", "off", "false", "no"):
+        return False
+    raise ConfigError(f"{name}={raw!r}: use on or off")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -149,4 +162,5 @@ def parse_args(argv: list[str] | None = None) -> NodeConfig:
         tmp_grace=_env_float(ENV_TMP_GRACE, 3600.0),
         marker_grace=_env_float(ENV_MARKER_GRACE, 86400.0),
         gc_interval=_env_float(ENV_GC_INTERVAL, 30.0),
+        direct_io=_env_switch(ENV_DIRECT_IO, True),
     )

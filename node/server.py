@@ -12,14 +12,15 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from proto import storage_pb2, storage_pb2_grpc
+from common import shard_wire
+from proto import storage_pb2
 
 from .config import ConfigError, NodeConfig
 from .errors import REASON_KEY, DiskFull, DiskIOError, InternalError, NodeError, translate
 from .service import StorageService
 
-__all__ = ["SERVICE_NAME", "build_sync_server", "rpc_methods", "server_credentials",
-           "server_options", "status_of"]
+__all__ = ["SERVICE_NAME", "add_storage_handlers", "build_sync_server", "rpc_methods",
+           "server_credentials", "server_options", "status_of"]
 
 log = logging.getLogger("node.server")
 
@@ -31,6 +32,36 @@ def rpc_methods() -> list[tuple[str, bool, bool]]:
     """(name, client_streaming, server_streaming) of every Storage RPC."""
     service = storage_pb2.DESCRIPTOR.services_by_name["Storage"]
     return [(m.name, m.client_streaming, m.server_streaming) for m in service.methods]
+
+
+# The bulk shard messages skip protobuf's copies (common/shard_wire.py): WriteShard requests
+# arrive as shard_wire.WriteItem, ReadShardBlocks answers are lists of (data, hash).
+_REQUEST_CODECS: dict[str, Callable[[bytes], object]] = {
+    "WriteShard": shard_wire.decode_write_message}
+_RESPONSE_CODECS: dict[str, Callable[[object], bytes]] = {
+    "ReadShardBlocks": shard_wire.encode_blocks}  # type: ignore[dict-item]
+
+
+def add_storage_handlers(server: grpc.Server | grpc.aio.Server,
+                         handlers: dict[str, Callable]) -> None:
+    """Register the Storage service: `handlers` maps each RPC name to its behaviour; requests
+    and replies are protobuf messages but for the bulk shard codecs above."""
+    service = storage_pb2.DESCRIPTOR.services_by_name["Storage"]
+    kinds = {(False, False): grpc.unary_unary_rpc_method_handler,
+             (False, True): grpc.unary_stream_rpc_method_handler,
+             (True, False): grpc.stream_unary_rpc_method_handler,
+             (True, True): grpc.stream_stream_rpc_method_handler}
+    table = {}
+    for m in service.methods:
+        request = getattr(storage_pb2, m.input_type.name)
+        reply = getattr(storage_pb2, m.output_type.name)
+        table[m.name] = kinds[m.client_streaming, m.server_streaming](
+            handlers[m.name],
+            request_deserializer=_REQUEST_CODECS.get(m.name, request.FromString),
+            response_serializer=_RESPONSE_CODECS.get(m.name, reply.SerializeToString))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME,
+                                                                          table),))
+    server.add_registered_method_handlers(SERVICE_NAME, table)
 
 
 def server_options() -> list[tuple[str, int]]:
@@ -142,15 +173,14 @@ def build_sync_server(config: NodeConfig, service: StorageService,
     """A started-later grpc.Server serving Storage and grpc.health.v1 on config.listen."""
     server = grpc.server(ThreadPoolExecutor(config.workers, thread_name_prefix="rpc"),
                          options=server_options())
-    servicer = storage_pb2_grpc.StorageServicer()
+    handlers = {}
     for name, _client_streaming, server_streaming in rpc_methods():
         fn = getattr(service, name)
         if name == "WriteShard":
-            handler = _write_shard(service)
+            handlers[name] = _write_shard(service)
         else:
-            handler = (_server_stream if server_streaming else _unary)(name, fn)
-        setattr(servicer, name, handler)
-    storage_pb2_grpc.add_StorageServicer_to_server(servicer, server)
+            handlers[name] = (_server_stream if server_streaming else _unary)(name, fn)
+    add_storage_handlers(server, handlers)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     bind(server, config)
     return server

@@ -7,13 +7,14 @@ import time
 from collections.abc import Iterator
 
 from common import bitrot
+from common.shard_wire import Block, WriteItem
 from proto import storage_pb2 as pb
 
 from . import uploads, validate, versions
 from .commit import commit_with_files, restore_staged
 from .config import NodeConfig
 from .convert import version_msg
-from .errors import Corrupt, InvalidArgument, NoSuchPart, NoSuchUpload
+from .errors import Corrupt, InvalidArgument, NodeError, NoSuchPart, NoSuchUpload
 from .inspection import InspectOps
 from .metastore import MetaStore
 from .multipart import MultipartOps
@@ -21,10 +22,12 @@ from .records import Geometry, PartRecord, VersionRecord
 from .shardstore import ShardStore
 from .writes import PendingWrites, StagedWrite, WriteKey
 
-__all__ = ["ShardIngest", "StorageService"]
+__all__ = ["BATCH_BYTES", "ShardIngest", "StorageService", "write_blocks", "write_commit",
+           "write_header"]
 
 _LIST_PAGE = 1000
 _MAX_VERSIONS = 1000
+BATCH_BYTES = 1 << 20  # shard data per ReadShardBlocks message (and per disk read)
 
 
 def _write_geometry(msg: pb.ShardHeader | pb.CommitObjectRequest) -> Geometry:
@@ -52,8 +55,9 @@ class ShardIngest:
         self.file_id = self._writer.file_id
         service.writes.begin_stream(self._writer.file_id)
 
-    def add(self, block: pb.ShardBlock) -> None:
-        self._writer.write_block(block.data, block.hash)
+    def add(self, blocks: list[Block]) -> None:
+        for data, digest in blocks:
+            self._writer.write_block(data, digest)
 
     def finish(self) -> pb.WriteShardReply:
         """fsync, then stage the write for CommitObject / PutPart."""
@@ -76,6 +80,15 @@ class ShardIngest:
     def abort(self) -> None:
         self._writer.abort()
         self._service.writes.end_stream(self._writer.file_id)
+
+    def check_commit(self, req: pb.CommitObjectRequest) -> None:
+        """A commit ending this stream must commit this write and nothing else."""
+        parts = [(p.part_number, p.data_id) for p in req.parts]
+        if (req.bucket, req.key, req.shard_index) != (self.bucket, self.key, self.shard_index) \
+                or parts != [(self.part_number, self.data_id)] or req.upload_id \
+                or req.delete_marker or req.inline_shard:
+            raise InvalidArgument("the commit ending a WriteShard stream must commit that "
+                                  "stream's write alone")
 
 
 class StorageService(MultipartOps, InspectOps):
@@ -128,25 +141,40 @@ class StorageService(MultipartOps, InspectOps):
     def begin_write(self, header: pb.ShardHeader) -> ShardIngest:
         return ShardIngest(self, header)
 
-    def WriteShard(self, messages: Iterator[pb.WriteShardMessage]) -> pb.WriteShardReply:
+    def WriteShard(self, messages: Iterator[WriteItem | pb.WriteShardMessage]
+                   ) -> pb.WriteShardReply:
         return self.write_shard(messages)[1]
 
-    def write_shard(self, messages: Iterator[pb.WriteShardMessage]
+    def write_shard(self, messages: Iterator[WriteItem | pb.WriteShardMessage]
                     ) -> tuple[ShardIngest, pb.WriteShardReply]:
-        """The whole stream: header, blocks, then fsync and staging."""
-        first = next(messages, None)
-        if first is None or first.WhichOneof("msg") != "header":
-            raise InvalidArgument("a WriteShard stream starts with a ShardHeader")
-        ingest = self.begin_write(first.header)
+        """The whole stream: header, blocks, then fsync and staging (and the commit that
+        may end the stream)."""
+        ingest = self.begin_write(write_header(next(messages, None)))
+        commit = None
         try:
             for msg in messages:
-                if msg.WhichOneof("msg") != "block":
-                    raise InvalidArgument("only ShardBlocks may follow the header")
-                ingest.add(msg.block)
+                if commit is not None:
+                    raise InvalidArgument("nothing may follow the commit of a WriteShard "
+                                          "stream")
+                commit = write_commit(msg)
+                if commit is None:
+                    ingest.add(write_blocks(msg))
+            if commit is not None:
+                ingest.check_commit(commit)
         except BaseException:
             ingest.abort()
             raise
-        return ingest, ingest.finish()
+        return ingest, self.finish_write(ingest, commit)
+
+    def finish_write(self, ingest: ShardIngest,
+                     commit: pb.CommitObjectRequest | None) -> pb.WriteShardReply:
+        """Make the write durable and stage it; then apply its commit, if it came with one
+        (a failed commit leaves the write staged, as a failed CommitObject does)."""
+        reply = ingest.finish()
+        if commit is not None:
+            reply.is_latest = self.CommitObject(commit).is_latest
+            reply.committed = True
+        return reply
 
     def drop_staged(self, key: WriteKey, file_id: str) -> None:
         """Forget a staged write (if it is still the one in `file_id`) and remove its data."""
@@ -273,7 +301,25 @@ class StorageService(MultipartOps, InspectOps):
         for v, digest in found:
             if v.inline_shard is not None:
                 self.checked_inline(v, digest)
-        return pb.ReadMetaReply(versions=[version_msg(v) for v, _ in found])
+        reply = pb.ReadMetaReply(versions=[version_msg(v) for v, _ in found])
+        if req.head_bytes and found:
+            reply.versions[0].head_blocks.extend(
+                pb.ShardBlock(data=bytes(data), hash=digest)
+                for data, digest in self._head_blocks(found[0][0], req.head_bytes))
+        return reply
+
+    def _head_blocks(self, v: VersionRecord, limit: int) -> list[Block]:
+        """Up to `limit` bytes of whole blocks from the start of part 1 of `v`'s shard file;
+        none when it has none or they cannot be read intact (ReadShard will say why)."""
+        part = next((p for p in v.parts if p.part_number == 1), None)
+        if v.is_inline or v.geometry is None or part is None or not part.shard_size:
+            return []
+        count = max(1, limit // v.geometry.shard_block_size)
+        try:
+            with self.open_shard(v, part) as reader:
+                return reader.read_run(0, min(count, reader.layout.blocks))
+        except (NodeError, OSError):  # gone or corrupt: the shard's own read reports it
+            return []
 
     @staticmethod
     def checked_inline(v: VersionRecord, digest: bytes) -> bytes:
@@ -283,17 +329,30 @@ class StorageService(MultipartOps, InspectOps):
         return data
 
     def ReadShard(self, req: pb.ReadShardRequest) -> Iterator[pb.ShardBlock]:
+        for run in self._read_runs(req, 1):
+            for data, digest in run:
+                yield pb.ShardBlock(data=bytes(data), hash=digest)
+
+    def ReadShardBlocks(self, req: pb.ReadShardRequest) -> Iterator[list[Block]]:
+        """ReadShard in runs of up to BATCH_BYTES of shard data (the transport encodes each
+        run as one ShardBlocks message, common/shard_wire.py)."""
+        yield from self._read_runs(req, 0)
+
+    def _read_runs(self, req: pb.ReadShardRequest, per_run: int) -> Iterator[list[Block]]:
+        """Verified blocks of the request, `per_run` per list (0: as many as BATCH_BYTES)."""
         bucket, key = validate.bucket_name(req.bucket), validate.object_key(req.key)
         version_id = validate.version_id(req.version_id) if req.version_id else ""
         number = validate.part_number(req.part_number)
         v, digest = self.meta.read(
             lambda c: versions.version_for_read(c, bucket, key, version_id))
         assert v.geometry is not None
+        per_run = per_run or max(1, BATCH_BYTES // v.geometry.shard_block_size)
         if v.is_inline:
             if number != 1:
                 raise NoSuchPart(f"inline object {key!r} has only part 1")
             data = self.checked_inline(v, digest)
-            yield from _inline_blocks(data, v.geometry, req.start_block, req.block_count)
+            for block in _inline_blocks(data, v.geometry, req.start_block, req.block_count):
+                yield [block]
             return
         part = next((p for p in v.parts if p.part_number == number), None)
         if part is None:
@@ -302,8 +361,7 @@ class StorageService(MultipartOps, InspectOps):
         if req.start_block > layout.blocks:
             raise InvalidArgument(f"start_block {req.start_block} beyond {layout.blocks} blocks")
         with self.open_shard(v, part) as reader:
-            for data, block_hash in reader.blocks(req.start_block, req.block_count):
-                yield pb.ShardBlock(data=data, hash=block_hash)
+            yield from reader.runs(req.start_block, req.block_count, per_run)
 
     def ListObjects(self, req: pb.ListObjectsRequest) -> Iterator[pb.ObjectVersion]:
         bucket = validate.bucket_name(req.bucket)
@@ -325,8 +383,7 @@ class StorageService(MultipartOps, InspectOps):
                 left -= len(rows)
 
 
-def _inline_blocks(data: bytes, geometry: Geometry, start: int,
-                   count: int) -> Iterator[pb.ShardBlock]:
+def _inline_blocks(data: bytes, geometry: Geometry, start: int, count: int) -> Iterator[Block]:
     """An inline shard served as blocks, exactly as if it were a shard file."""
     layout = geometry.layout(len(data))
     if start > layout.blocks:
@@ -334,4 +391,36 @@ def _inline_blocks(data: bytes, geometry: Geometry, start: int,
     end = layout.blocks if count == 0 else min(layout.blocks, start + count)
     for block in range(start, end):
         chunk = data[block * layout.block_size:(block + 1) * layout.block_size]
-        yield pb.ShardBlock(data=chunk, hash=bitrot.block_hash(geometry.hash_algorithm, chunk))
+        yield chunk, bitrot.block_hash(geometry.hash_algorithm, chunk)
+
+
+def write_header(msg: WriteItem | pb.WriteShardMessage | None) -> pb.ShardHeader:
+    """The header that must open a WriteShard stream (decoded by the transport, or a
+    protobuf message when called directly)."""
+    if isinstance(msg, WriteItem) and msg.header is not None:
+        return pb.ShardHeader.FromString(bytes(msg.header))
+    if isinstance(msg, pb.WriteShardMessage) and msg.WhichOneof("msg") == "header":
+        return msg.header
+    raise InvalidArgument("a WriteShard stream starts with a ShardHeader")
+
+
+def write_commit(msg: WriteItem | pb.WriteShardMessage) -> pb.CommitObjectRequest | None:
+    """The commit a WriteShard message carries, if it is the stream's commit."""
+    if isinstance(msg, WriteItem):
+        return None if msg.commit is None else pb.CommitObjectRequest.FromString(
+            bytes(msg.commit))
+    return msg.commit if msg.WhichOneof("msg") == "commit" else None
+
+
+def write_blocks(msg: WriteItem | pb.WriteShardMessage) -> list[Block]:
+    """The blocks of a WriteShard message after the header (at least one)."""
+    blocks: list[Block] = []
+    if isinstance(msg, WriteItem) and msg.header is None and msg.commit is None:
+        blocks = msg.blocks
+    elif isinstance(msg, pb.WriteShardMessage) and msg.WhichOneof("msg") == "block":
+        blocks = [(msg.block.data, msg.block.hash)]
+    elif isinstance(msg, pb.WriteShardMessage) and msg.WhichOneof("msg") == "blocks":
+        blocks = [(b.data, b.hash) for b in msg.blocks.blocks]
+    if not blocks:
+        raise InvalidArgument("only shard blocks may follow the header")
+    return blocks

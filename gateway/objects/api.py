@@ -189,6 +189,7 @@ class ObjectLayer(Protocol):
         *,
         version_id: str | None = None,
         sse_c: SSECustomerKey | None = None,
+        read_ahead: bool = False,  # the caller reads from the start: fetch it with the metadata
     ) -> ObjectReader: ...
 
     async def delete_object(self, bucket: str, key: str) -> None:

@@ -17,7 +17,7 @@ from gateway.objects.quorum import NodeResult, fan_out, reduce_errors
 from gateway.placement import ErasureSet
 from proto import storage_pb2 as pb
 
-__all__ = ["CommitPlan", "commit_version", "rollback_version"]
+__all__ = ["CommitPlan", "commit_version", "rollback_version", "settle_commit"]
 
 
 @dataclass(frozen=True)
@@ -56,14 +56,22 @@ async def commit_version(ctx: LayerContext, plan: CommitPlan) -> tuple[str, ...]
         lambda n: ctx.pool.client(n).unary("CommitObject", plan.request(by_node[n], blob),
                                            deadline=timeout),
         quorum=plan.eset.write_quorum, timeout=timeout + 1)
-    committed = tuple(r.node for r in out.successes)
-    if out.ok:
+    return await settle_commit(ctx, plan, out.results)
+
+
+async def settle_commit(ctx: LayerContext, plan: CommitPlan,
+                        results: Sequence[NodeResult[object]]) -> tuple[str, ...]:
+    """Each node's outcome of committing `plan` (by CommitObject, or at the end of its write
+    stream): the nodes that committed when they are a write quorum (the rest of the set goes
+    on the heal queue); otherwise the version is rolled back and the dominant error raised."""
+    committed = tuple(r.node for r in results if r.ok)
+    if len(committed) >= plan.eset.write_quorum:
         missed = [n for n in plan.eset.nodes if n not in committed]
         ctx.record_heal(plan.bucket, plan.key, plan.version_id, "commit-missed", missed)
         return committed
-    unknown = [r.node for r in out.failures if r.error is not None and r.error.is_transport]
+    unknown = [r.node for r in results if r.error is not None and r.error.is_transport]
     await rollback_version(ctx, plan, [*committed, *unknown])
-    reduce_errors([*plan.earlier_failures, *out.results], plan.eset.write_quorum, write=True,
+    reduce_errors([*plan.earlier_failures, *results], plan.eset.write_quorum, write=True,
                   what=f"commit {plan.bucket}/{plan.key}")
     raise AssertionError("unreachable: quorum was not reached")
 

@@ -128,9 +128,12 @@ class ErasureObjectLayer:
                                     want_md5=sse.mode == "SSE-S3")
 
     async def open_object(self, bucket: str, key: str, *, version_id: str | None = None,
-                          sse_c: SSECustomerKey | None = None) -> ObjectReader:
+                          sse_c: SSECustomerKey | None = None,
+                          read_ahead: bool = False) -> ObjectReader:
         eset = self.ctx.placement.locate(bucket, key)
-        chosen = await read_version(self.ctx, bucket, key, eset, version_id=version_id or "")
+        chosen = await read_version(self.ctx, bucket, key, eset, version_id=version_id or "",
+                                    hedged=True,
+                                    head_bytes=self.ctx.head_bytes if read_ahead else 0)
         if chosen.delete_marker:
             raise oe.ObjectNotFound(f"{bucket}/{key} was deleted")
         self.ctx.record_heal(bucket, key, chosen.version_id, "meta-stale", chosen.stale)

@@ -10,15 +10,17 @@ read-ahead per node.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 import grpc
 
+from common.shard_wire import Block
 from gateway.erasure import Geometry, block_hash, decode_block, encode_block
 from gateway.objects import errors as oe
 from gateway.objects.api import ObjectInfo
@@ -38,34 +40,55 @@ T = TypeVar("T")
 
 
 class _ShardSource:
-    """One node's ReadShard stream of one shard, pumped into a bounded queue."""
+    """One node's ReadShardBlocks stream of one shard (runs of blocks, ~1 MiB a message),
+    pumped into a bounded queue and handed out block by block. `head`: the shard's first
+    blocks, already received with the metadata; only the blocks after them are streamed."""
 
-    def __init__(self, ctx: LayerContext, node: str, index: int, request: pb.ReadShardRequest):
+    def __init__(self, ctx: LayerContext, node: str, index: int, request: pb.ReadShardRequest,
+                 head: Sequence[Block] = ()):
         self.node = node
         self.index = index
         self._ctx = ctx
         self._queue: asyncio.Queue[object] = asyncio.Queue(ctx.read_ahead)
-        self._task = asyncio.ensure_future(self._pump(request))
+        start, end = request.start_block, request.start_block + request.block_count
+        self._run: collections.deque[Block] = collections.deque(head[start:end])
+        self._task: asyncio.Future[None] | None = None
+        if start + len(self._run) < end:
+            rest = pb.ReadShardRequest()
+            rest.CopyFrom(request)
+            rest.start_block, rest.block_count = start + len(self._run), end - start - len(
+                self._run)
+            self._task = asyncio.ensure_future(self._pump(rest))
+        else:
+            self._queue.put_nowait(_EOF)
 
     async def _pump(self, request: pb.ReadShardRequest) -> None:
         t = self._ctx.timeouts
         try:
-            async for message in self._ctx.pool.client(self.node).stream(
-                    "ReadShard", request, deadline=t.stream, idle_timeout=t.idle):
-                await self._queue.put(message)
+            async for run in self._ctx.pool.client(self.node).stream(
+                    "ReadShardBlocks", request, deadline=t.stream, idle_timeout=t.idle):
+                await self._queue.put(run)
             await self._queue.put(_EOF)
         except NodeCallError as exc:
             await self._queue.put(exc)
 
-    async def next(self) -> object:
-        return await self._queue.get()
+    async def next(self) -> Block | object:
+        """The next (data, hash) block, or _EOF, or the NodeCallError the stream ended with."""
+        while not self._run:
+            item = await self._queue.get()
+            if not isinstance(item, list):
+                return item
+            self._run.extend(item)
+        return self._run.popleft()
 
     def close(self) -> None:
-        self._task.cancel()
+        if self._task is not None:
+            self._task.cancel()
 
     async def wait_closed(self) -> None:
-        with contextlib.suppress(BaseException):
-            await self._task
+        if self._task is not None:
+            with contextlib.suppress(BaseException):
+                await self._task
 
 
 @dataclass
@@ -104,26 +127,28 @@ class _PartBlocks:
                                       version_id=r.chosen.version_id,
                                       part_number=self.part.number, start_block=block,
                                       block_count=self.end - block)
-        self.active[index] = _ShardSource(r.ctx, self.holders[index], index, request)
+        head = r.heads.pop(index, ()) if self.part.number == 1 else ()
+        self.active[index] = _ShardSource(r.ctx, self.holders[index], index, request, head)
 
     def _drop(self, index: int, error: NodeCallError | None) -> None:
         source = self.active.pop(index)
         source.close()
         self.r.damage.note(source.node, error)
 
-    async def _shard(self, index: int, expected: int) -> bytes | None:
+    async def _shard(self, index: int, expected: int) -> bytes | memoryview | None:
         item = await self.active[index].next()
-        if isinstance(item, pb.ShardBlock):
-            data = item.data  # each access of a bytes field copies it: once only
+        if isinstance(item, tuple):
+            data, digest = item
             if len(data) == expected and \
-                    block_hash(self.r.geometry.hash_algorithm, data) == item.hash:
+                    block_hash(self.r.geometry.hash_algorithm, data) == digest:
                 return data
         self._drop(index, item if isinstance(item, NodeCallError) else None)
         return None
 
-    async def _block_shards(self, block: int, expected: int) -> dict[int, bytes]:
+    async def _block_shards(self, block: int,
+                            expected: int) -> dict[int, bytes | memoryview]:
         k = self.r.geometry.data_shards
-        shards: dict[int, bytes] = {}
+        shards: dict[int, bytes | memoryview] = {}
         while len(shards) < k:
             waiting = [i for i in self.active if i not in shards]
             if not waiting and not self.spares:
@@ -140,7 +165,8 @@ class _PartBlocks:
                 shards[waiting[0]] = data
         return shards
 
-    async def shard_blocks(self) -> AsyncIterator[tuple[int, int, dict[int, bytes]]]:
+    async def shard_blocks(self) -> AsyncIterator[tuple[int, int,
+                                                        dict[int, bytes | memoryview]]]:
         """(block, stored length, k verified shards) for each block of the range."""
         geometry, k = self.r.geometry, self.r.geometry.data_shards
         for _ in range(min(k, len(self.spares))):
@@ -179,6 +205,13 @@ class ErasureObjectReader:
         self.records: dict[str, pb.ObjectVersion] = dict(chosen.holders)
         self.holders: dict[int, str] = chosen.shard_holders()
         self._asked: set[str] = set(chosen.holders) | set(chosen.stale)
+        # shard index -> its first blocks of part 1, when they came with the metadata; held
+        # only until a shard stream takes them (the records let go of their copy here)
+        self.heads: dict[int, list[Block]] = {}
+        for record in chosen.holders.values():
+            if record.head_blocks:
+                self.heads[record.shard_index] = [(b.data, b.hash) for b in record.head_blocks]
+                record.ClearField("head_blocks")
 
     async def more_holders(self, *, include_inline: bool) -> list[int]:
         """Asks the set's nodes not heard from yet for this version; the shard indexes found."""
@@ -236,8 +269,9 @@ class ErasureObjectReader:
         re-encodes only the missing shard indexes from them."""
         count = self.geometry.block_count(part.stored_size)
         async with contextlib.aclosing(_PartBlocks(self, part, 0, count).shard_blocks()) as it:
-            async for item in it:
-                yield item
+            async for block, length, shards in it:
+                # the shards are views of received messages; healing sends them on as protobuf
+                yield block, length, {i: bytes(d) for i, d in shards.items()}
 
     async def _part_range(self, part: PartRecord, lo: int, hi: int) -> AsyncIterator[bytes]:
         async for _, chunk in self._part_blocks(part, lo, hi):
@@ -355,7 +389,8 @@ class ErasureObjectReader:
             raise oe.InsufficientReadQuorum(
                 f"read {self.info.bucket}/{self.info.key}: {len(shards)} intact inline shards, "
                 f"need {geometry.data_shards}")
-        return await self.ctx.run(decode_block, geometry, shards, meta.stored_size)
+        return await self.ctx.run_sized(meta.stored_size, decode_block, geometry, shards,
+                                        meta.stored_size)
 
     def _report_damage(self) -> None:
         info = self.info

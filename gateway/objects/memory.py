@@ -182,7 +182,8 @@ class MemoryObjectLayer:
         return info
 
     async def open_object(self, bucket: str, key: str, *, version_id: str | None = None,
-                          sse_c: SSECustomerKey | None = None) -> _Reader:
+                          sse_c: SSECustomerKey | None = None,
+                          read_ahead: bool = False) -> _Reader:
         version = self._bucket(bucket).objects.get(key)
         if version is None:
             raise oe.ObjectNotFound(f"{bucket}/{key}")

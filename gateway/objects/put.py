@@ -1,8 +1,10 @@
 """Single PUTs and deletes: stream, check the digest, commit a new version with write quorum.
 
 A body that ends inside one block and whose shards fit the inline limit is committed inside
-the metadata (one round trip, no shard files); anything larger is streamed as shards first.
-The version id is assigned at commit time, so "last committed wins" between writers.
+the metadata (one round trip, no shard files); anything larger is streamed as shards, and
+each node's stream ends with the commit, applied once its shard is durable (again one round
+trip per node). Fewer than a write quorum of commits: the version is rolled back. The version
+id is assigned once the whole body is in, so "last committed wins" between writers.
 """
 
 from __future__ import annotations
@@ -16,16 +18,10 @@ from gateway.erasure import block_hash
 from gateway.objects import buckets
 from gateway.objects import errors as oe
 from gateway.objects.api import MAX_SINGLE_PUT, BodyStream, ObjectInfo, PutMetadata
-from gateway.objects.commit import CommitPlan, commit_version
+from gateway.objects.commit import CommitPlan, commit_version, settle_commit
 from gateway.objects.context import LayerContext
 from gateway.objects.metadata import ErasureRecord, ObjectMeta, PartRecord
-from gateway.objects.shard_writer import (
-    BlockSealer,
-    ShardTarget,
-    WriteResult,
-    abort_write,
-    write_stream,
-)
+from gateway.objects.shard_writer import BlockSealer, ShardTarget, WriteResult, write_stream
 from gateway.objects.version_ids import new_version_id
 from gateway.placement import ErasureSet
 from proto import storage_pb2 as pb
@@ -68,27 +64,38 @@ async def put_stream(
         raise oe.EntityTooLarge(f"{size} bytes exceed the single-PUT limit of {MAX_SINGLE_PUT}")
     eset = ctx.placement.locate(bucket, key)
     target = ShardTarget(bucket, key, eset, ctx.geometry_for(eset), data_id=str(uuid.uuid4()))
+    etags: list[str] = []
+
+    def seal(result: WriteResult) -> CommitPlan:
+        """The version to commit once the body is whole (the streams carry it)."""
+        if expected_md5 is not None and result.md5 != expected_md5:
+            raise oe.BadDigest("the Content-MD5 you specified did not match what we received")
+        etag = result.md5.hex() if result.md5 is not None and want_md5 else uuid.uuid4().hex
+        stored_etag, record = encryption.record(etag) if encryption is not None else (etag,
+                                                                                       None)
+        version_id = new_version_id()
+        meta = ObjectMeta(size=result.plain_size, etag=stored_etag, mod_time_ns=time.time_ns(),
+                          erasure=erasure_record(ctx, eset), metadata=metadata,
+                          encryption=record, **_layout(ctx, target, result))
+        etags.append(etag)
+        return _plan(ctx, target, result, version_id, meta)
+
     try:
         result = await write_stream(ctx, target, body, sealer=sealer,
                                     want_md5=want_md5 or expected_md5 is not None,
-                                    declared_size=size, max_size=MAX_SINGLE_PUT)
+                                    declared_size=size, max_size=MAX_SINGLE_PUT, commit=seal)
+        plan = result.plan
+        if plan is not None:  # committed by the write streams: settle the quorum
+            await settle_commit(ctx, plan, result.commits)
     except oe.InsufficientWriteQuorum as exc:
         await _explain(ctx, bucket, exc)
         raise
-    if expected_md5 is not None and result.md5 != expected_md5:
-        if result.inline is None:
-            await abort_write(ctx, eset.nodes, target.data_id)
-        raise oe.BadDigest("the Content-MD5 you specified did not match what we received")
-    etag = result.md5.hex() if result.md5 is not None and want_md5 else uuid.uuid4().hex
-    stored_etag, record = encryption.record(etag) if encryption is not None else (etag, None)
-    version_id = new_version_id()
-    meta = ObjectMeta(size=result.plain_size, etag=stored_etag, mod_time_ns=time.time_ns(),
-                      erasure=erasure_record(ctx, eset), metadata=metadata,
-                      encryption=record, **_layout(ctx, target, result))
-    await commit_version(ctx, _plan(ctx, target, result, version_id, meta))
-    ctx.record_heal(bucket, key, version_id, "write-missed",
+    if plan is None:  # inline: the shards travel inside CommitObject
+        plan = seal(result)
+        await commit_version(ctx, plan)
+    ctx.record_heal(bucket, key, plan.version_id, "write-missed",
                     [r.node for r in result.failures])
-    return replace(meta.object_info(bucket, key, version_id), etag=etag)
+    return replace(plan.meta.object_info(bucket, key, plan.version_id), etag=etags[-1])
 
 
 async def _explain(ctx: LayerContext, bucket: str, failure: Exception) -> None:

@@ -1,10 +1,13 @@
 """Streaming a byte stream into erasure-coded shards on a set's nodes.
 
 The body is cut into blocks, each block is sealed (the crypto seam: identity for plain
-objects), MD5-summed and zfec-encoded in the worker pool, and its k+m shard blocks are queued
-to one `ShardWriter` per node. Queues are bounded, so a slow node throttles the stream instead
-of growing memory, and a node that stalls longer than the idle timeout is dropped (the write
-goes on while the write quorum still stands). Nothing written here is visible until a commit.
+objects), MD5-summed and zfec-encoded in the worker pool (MD5 on one thread while the encode
+runs on the other), and its k+m shard blocks are queued to one `ShardWriter` per node, up to
+GROUP_BLOCKS of them in one message serialized without protobuf's copies (data shards are
+views of the block until that one join). Queues are bounded, so a slow node throttles the
+stream instead of growing memory, and a node that stalls longer than the idle timeout is
+dropped (the write goes on while the write quorum still stands). Nothing written here is
+visible until a commit.
 """
 
 from __future__ import annotations
@@ -12,16 +15,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import grpc
 
-from gateway.erasure import Geometry, block_hash, encode_block
+from common.shard_wire import Block, encode_write_blocks
+from gateway.erasure import Geometry, block_hash, encode_block, encode_views
 from gateway.objects import errors as oe
 from gateway.objects.api import BodyStream
-from gateway.objects.context import LayerContext, geometry_message
+from gateway.objects.commit import CommitPlan, rollback_version
+from gateway.objects.context import INLINE_WORK, LayerContext, geometry_message
 from gateway.objects.quorum import NodeResult, fan_out, reduce_errors
 from gateway.placement import ErasureSet
 from gateway.storage_client import NodeCallError
@@ -36,6 +41,11 @@ __all__ = [
     "abort_write",
     "write_stream",
 ]
+
+# Erasure blocks per shard message: ~1 MiB messages (4 x 256 KiB shard blocks for 4+2) cost
+# a node ~35% less CPU per byte than one block per message (measured 1.5 against 2.3 CPU-s
+# per GB); larger ones were no cheaper and hold more memory.
+GROUP_BLOCKS = 4
 
 
 class BlockSealer(Protocol):
@@ -85,6 +95,10 @@ class WriteResult:
     written: dict[int, str] = field(default_factory=dict)  # shard index -> node that has it
     inline: list[bytes] | None = None  # all shards, when small enough to store inline
     failures: list[NodeResult[object]] = field(default_factory=list)
+    # with write_stream(commit=...): the version committed with the streams, and each
+    # writer's outcome of it (committed or not); quorum and rollback are the caller's
+    plan: CommitPlan | None = None
+    commits: list[NodeResult[object]] = field(default_factory=list)
 
 
 class ShardWriter:
@@ -95,10 +109,12 @@ class ShardWriter:
         self.index = index
         self.error: NodeCallError | None = None
         self._ctx = ctx
-        self._queue: asyncio.Queue[pb.WriteShardMessage | None] = asyncio.Queue(ctx.queue_depth)
+        self._queue: asyncio.Queue[pb.WriteShardMessage | bytes | None] = asyncio.Queue(
+            ctx.queue_depth)
         self._task = asyncio.ensure_future(self._run(header))
 
-    async def _messages(self, header: pb.ShardHeader) -> AsyncIterator[pb.WriteShardMessage]:
+    async def _messages(self, header: pb.ShardHeader
+                        ) -> AsyncIterator[pb.WriteShardMessage | bytes]:
         yield pb.WriteShardMessage(header=header)
         while (message := await self._queue.get()) is not None:
             yield message
@@ -124,8 +140,9 @@ class ShardWriter:
     def alive(self) -> bool:
         return self.error is None
 
-    async def send(self, message: pb.WriteShardMessage | None) -> None:
-        """Queue one message (None ends the stream); a node that stays full is dropped."""
+    async def send(self, message: pb.WriteShardMessage | bytes | None) -> None:
+        """Queue one message (a serialized one as bytes; None ends the stream); a node that
+        stays full is dropped."""
         if self.error is not None:
             return
         if not self._queue.full():
@@ -239,6 +256,9 @@ class _Pipeline:
         self.stored_size = 0
         self._md5_done: asyncio.Future[None] | None = None
         self._carry: list[bytes] = []  # sealed bytes not yet a whole erasure block
+        self._group: dict[int, list[Block]] = {}  # shard index -> blocks not sent yet
+        self._grouped = 0  # erasure blocks in _group
+        self.plan: CommitPlan | None = None  # the commit sent with the streams, if any
 
     def _stored_blocks(self, block: bytes, index: int, final: bool) -> list[bytes]:
         """Seals one plaintext block; the whole erasure blocks of stored bytes now complete
@@ -255,19 +275,28 @@ class _Pipeline:
         self._carry = [bytes(view[cut:])] if cut < len(data) else []
         return [bytes(view[o : min(o + size, cut)]) for o in range(0, cut, size)]
 
-    def _encode(self, block: bytes, index: int, final: bool) -> list[tuple[int, list[bytes]]]:
-        """(stored length, shards) of each erasure block `block` completes."""
-        return [(len(b), encode_block(self.target.geometry, b))
-                for b in self._stored_blocks(block, index, final)]
+    def _encode(self, stored: list[bytes], flush: bool) -> dict[int, bytes]:
+        """Adds the shards of these erasure blocks to the group; returns the group's messages
+        (shard index -> serialized WriteShardMessage) once it holds GROUP_BLOCKS blocks, or
+        with `flush` (the end of the stream). Only live writers' shards are kept."""
+        geometry = self.target.geometry
+        live = {w.index for w in self.writers if w.alive}
+        for data in stored:
+            for i, shard in enumerate(encode_views(geometry, data)):
+                if i in live:
+                    digest = block_hash(geometry.hash_algorithm, shard)
+                    self._group.setdefault(i, []).append((shard, digest))
+            self._grouped += 1
+        if self._grouped < GROUP_BLOCKS and not (flush and self._grouped):
+            return {}
+        messages = {i: encode_write_blocks(blocks) for i, blocks in self._group.items()}
+        self._group, self._grouped = {}, 0
+        return messages
 
-    def _messages(self, shards: list[bytes]) -> list[pb.WriteShardMessage]:
-        algorithm = self.target.geometry.hash_algorithm
-        return [pb.WriteShardMessage(block=pb.ShardBlock(data=s, hash=block_hash(algorithm, s)))
-                for s in shards]
-
-    def _encode_messages(self, block: bytes, index: int,
-                         final: bool) -> list[tuple[int, list[pb.WriteShardMessage]]]:
-        return [(n, self._messages(shards)) for n, shards in self._encode(block, index, final)]
+    def _seal_encode(self, block: bytes, index: int,
+                     final: bool) -> tuple[int, dict[int, bytes]]:
+        stored = self._stored_blocks(block, index, final)
+        return sum(len(b) for b in stored), self._encode(stored, final)
 
     async def _hash(self, block: bytes) -> None:
         """MD5 runs beside the encode; updates stay in block order."""
@@ -275,6 +304,10 @@ class _Pipeline:
             return
         if self._md5_done is not None:
             await self._md5_done
+        if len(block) < INLINE_WORK:
+            self.md5.update(block)
+            self._md5_done = None
+            return
         self._md5_done = asyncio.ensure_future(self.ctx.run(self.md5.update, block))
 
     async def _md5_digest(self) -> bytes | None:
@@ -302,25 +335,28 @@ class _Pipeline:
             reduce_errors(results, self.target.eset.write_quorum, write=True,
                           what=f"write {self.target.bucket}/{self.target.key}")
 
-    async def _send(self, messages: list[pb.WriteShardMessage]) -> None:
+    async def _send(self, messages: dict[int, bytes]) -> None:
+        if not messages:
+            return
         for writer in self.writers:
-            await writer.send(messages[writer.index])
+            if writer.index in messages:
+                await writer.send(messages[writer.index])
         self._check_quorum()
 
     async def single_block(self, block: bytes, allow_inline: bool) -> WriteResult:
         """A body of at most one block: kept for an inline commit when its shards are small."""
         geometry = self.target.geometry
         await self._hash(block)
-        encoded = await self.ctx.run(self._encode, block, 0, True)
-        self.stored_size = sum(n for n, _ in encoded)
+        stored = await self.ctx.run_sized(len(block), self._stored_blocks, block, 0, True)
+        self.stored_size = sum(len(b) for b in stored)
         md5 = await self._md5_digest()
         shard_size = geometry.shard_size(self.stored_size)
-        if allow_inline and len(encoded) <= 1 and shard_size <= self.ctx.inline_limit:
-            shards = encoded[0][1] if encoded else encode_block(geometry, b"")
+        if allow_inline and len(stored) <= 1 and shard_size <= self.ctx.inline_limit:
+            data = stored[0] if stored else b""
+            shards = await self.ctx.run_sized(len(data), encode_block, geometry, data)
             return WriteResult(len(block), self.stored_size, md5, shard_size, inline=shards)
         self.open_writers()
-        for _, shards in encoded:
-            await self._send(self._messages(shards))
+        await self._send(await self.ctx.run_sized(self.stored_size, self._encode, stored, True))
         return WriteResult(len(block), self.stored_size, md5, shard_size)
 
     async def stream_blocks(self, first: bytes, second: bytes, body: _BodyBlocks) -> None:
@@ -332,12 +368,39 @@ class _Pipeline:
             if following is not None:
                 body.prefetch()
             await self._hash(current)
-            for length, messages in await self.ctx.run(self._encode_messages, current, index,
-                                                       following is None):
-                self.stored_size += length
-                await self._send(messages)
+            length, messages = await self.ctx.run(self._seal_encode, current, index,
+                                                  following is None)
+            self.stored_size += length
+            await self._send(messages)
             index += 1
             current, following = following, (await body.next() if following else None)
+
+    def live(self) -> dict[int, str]:
+        return {w.index: w.node for w in self.writers if w.alive}
+
+    async def send_commit(self, plan: CommitPlan) -> None:
+        """Ends each live stream with its commit of `plan` (the node applies it once its
+        shard is durable)."""
+        self.plan = plan
+        blob = plan.meta.to_bytes()
+        for writer in self.writers:
+            if writer.index in plan.shards:
+                await writer.send(pb.WriteShardMessage(commit=plan.request(writer.index, blob)))
+
+    async def finish_committed(self) -> list[NodeResult[object]]:
+        """Closes every stream that carried a commit: each node's outcome of it. Never
+        raises for a node: the caller settles the quorum (and rolls back below it)."""
+        replies = await asyncio.gather(*(w.finish() for w in self.writers))
+        out: list[NodeResult[object]] = []
+        for writer, reply in zip(self.writers, replies, strict=True):
+            if reply is not None and reply.committed:
+                out.append(NodeResult(writer.node, value=reply))
+                continue
+            if writer.error is None:
+                writer.error = NodeCallError(writer.node, grpc.StatusCode.UNKNOWN, "",
+                                             "the write stream ended without its commit")
+            out.append(NodeResult(writer.node, error=writer.error))
+        return out
 
     async def finish(self) -> dict[int, str]:
         """Closes every stream; shard index -> node for each node that stored its shard."""
@@ -378,12 +441,20 @@ async def write_stream(
     declared_size: int | None = None,
     max_size: int,
     allow_inline: bool = True,
+    commit: Callable[[WriteResult], CommitPlan] | None = None,
 ) -> WriteResult:
     """Erasure-code `body` onto the target's nodes (or keep it for an inline commit).
 
-    Raises the body's own exception if it raises, EntityTooLarge / InvalidInput /
-    IncompleteBody on a size problem, or a quorum error; in every such case the streams are
-    cancelled and the partial data aborted on the nodes.
+    `commit`: called once the whole body is encoded and sent (the result then has its sizes,
+    MD5 and the live writers in `written`); the plan it returns ends every stream, so each
+    node commits as soon as its shard is durable: one round trip instead of two. The
+    result then carries `plan` and each node's outcome in `commits`. An inline result is
+    never committed here.
+
+    Raises the body's own exception if it raises (or `commit`'s), EntityTooLarge /
+    InvalidInput / IncompleteBody on a size problem, or a quorum error; in every such case
+    the streams are cancelled and the partial data aborted on the nodes (a commit already
+    sent is rolled back).
     """
     sealer = sealer or PlainBlocks(ctx.block_size)
     body_blocks = _BodyBlocks(body, sealer.plain_block_size, declared_size, max_size)
@@ -397,21 +468,38 @@ async def write_stream(
             result = await pipeline.single_block(first or b"", allow_inline)
             body_blocks.check_complete()
             if result.inline is None:
-                result.written = await pipeline.finish()
-                result.failures = _writer_failures(pipeline.writers, pipeline.skipped)
+                await _end_streams(pipeline, result, commit)
             return result
         await pipeline.stream_blocks(first, second, body_blocks)
         body_blocks.check_complete()
-        written = await pipeline.finish()
-        return await pipeline.result(body_blocks.received, written)
+        result = await pipeline.result(body_blocks.received, {})
+        await _end_streams(pipeline, result, commit)
+        return result
     except BaseException:
         pipeline.cancel()
         await pipeline.wait_closed()
+        if pipeline.plan is not None:  # some node may have committed it already
+            await rollback_version(ctx, pipeline.plan, list(target.eset.nodes))
         if pipeline.writers:
             await abort_write(ctx, target.eset.nodes, target.data_id)
         raise
     finally:
         await body_blocks.close()
+
+
+async def _end_streams(pipeline: _Pipeline, result: WriteResult,
+                       commit: Callable[[WriteResult], CommitPlan] | None) -> None:
+    """Close the streams, with the commit when asked; fill in what each node did."""
+    if commit is None:
+        result.written = await pipeline.finish()
+    else:
+        result.written = pipeline.live()
+        result.failures = _writer_failures(pipeline.writers, pipeline.skipped)
+        result.plan = commit(result)
+        await pipeline.send_commit(result.plan)
+        result.commits = await pipeline.finish_committed()
+        result.written = {w.index: w.node for w in pipeline.writers if w.error is None}
+    result.failures = _writer_failures(pipeline.writers, pipeline.skipped)
 
 
 async def abort_write(ctx: LayerContext, nodes: tuple[str, ...] | list[str], data_id: str) -> None:

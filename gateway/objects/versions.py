@@ -4,9 +4,11 @@ still silent could no longer change the answer."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections import Counter
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -16,6 +18,7 @@ from gateway.objects.context import META_VERSIONS, LayerContext
 from gateway.objects.metadata import ObjectMeta
 from gateway.objects.quorum import NodeResult, fan_out, reduce_errors
 from gateway.placement import ErasureSet
+from gateway.storage_client import NodeCallError
 from proto import storage_pb2 as pb
 
 __all__ = [
@@ -95,6 +98,9 @@ def resolve_version(
 
 _ABSENT = {"NoSuchKey", "NoSuchVersion"}
 HOLDER_GRACE = 0.05  # seconds a decided read still waits for data-shard holders
+# A hedged read asks the k data-shard holders first and the rest of the set only when those
+# do not settle the choice: after this many seconds, or at once when all of them answered.
+HEDGE_AFTER = 0.1
 
 
 def _answers(results: dict[str, NodeResult[pb.ReadMetaReply]]) -> dict[str, list[pb.ObjectVersion]]:
@@ -110,16 +116,27 @@ def _answers(results: dict[str, NodeResult[pb.ReadMetaReply]]) -> dict[str, list
 
 
 async def read_version(ctx: LayerContext, bucket: str, key: str, eset: ErasureSet, *,
-                       version_id: str = "", include_inline: bool = True) -> ChosenVersion:
+                       version_id: str = "", include_inline: bool = True,
+                       hedged: bool = False, head_bytes: int = 0) -> ChosenVersion:
     """The current version of `bucket/key` (or the named one) as a read quorum agrees.
+
+    `head_bytes`: each node also returns that much of its shard's start (head_blocks).
+    `hedged`: ask the k nodes that hold the data shards first, and the others only when
+    their answers do not settle it (see HEDGE_AFTER): a healthy read then costs k calls
+    instead of k+m. Unasked nodes count as undecided, so the choice is the same: any
+    version a write quorum committed has at least k - m holders among any k nodes, and one
+    seen that often (with m nodes unasked) makes the read ask the rest before choosing.
 
     Raises ObjectNotFound / VersionNotFound when enough nodes answered and no version has
     quorum, BucketNotFound when a quorum says so, InsufficientReadQuorum when too few answered.
     """
     request = pb.ReadMetaRequest(bucket=bucket, key=key, version_id=version_id,
-                                 max_versions=META_VERSIONS, include_inline=include_inline)
+                                 max_versions=META_VERSIONS, include_inline=include_inline,
+                                 head_bytes=head_bytes)
     timeout = ctx.timeouts.unary
     nodes = ctx.pool.usable(eset.nodes, eset.read_quorum)
+    first = set(nodes[:eset.read_quorum] if hedged else nodes)  # data shards: nodes[:k]
+    ask_rest = asyncio.Event()
     started = time.monotonic()
 
     def decided(results: dict[str, NodeResult[pb.ReadMetaReply]]) -> bool:
@@ -135,16 +152,33 @@ async def read_version(ctx: LayerContext, bucket: str, key: str, eset: ErasureSe
                     if v.version_id == choice}
             k = next(v.geometry.data_shards for vs in answers.values() for v in vs
                      if v.version_id == choice) or eset.read_quorum
-            return held.issuperset(range(k)) or time.monotonic() - started > HOLDER_GRACE
-        # "absent" needs as many answers as "present" does, and silent nodes that could not
-        # make any version readable
-        return choice is None and len(answers) >= eset.read_quorum
+            if held.issuperset(range(k)) or time.monotonic() - started > HOLDER_GRACE:
+                return True
+        # "absent" needs as many answers as "present" does; errors wait for everyone
+        elif choice is None and len(answers) >= eset.read_quorum:
+            return True
+        if first.issubset(results):
+            ask_rest.set()
+        return False
 
-    def read_meta(node: str) -> Awaitable[pb.ReadMetaReply]:
-        return ctx.pool.client(node).unary("ReadMeta", request, deadline=timeout)
+    stopped = False
+
+    def done(results: dict[str, NodeResult[pb.ReadMetaReply]]) -> bool:
+        nonlocal stopped
+        stopped = decided(results)
+        return stopped
+
+    async def read_meta(node: str) -> pb.ReadMetaReply:
+        if node not in first:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(HEDGE_AFTER):
+                    await ask_rest.wait()
+            if stopped:  # decided without this node: it is not asked at all
+                raise NodeCallError(node, grpc.StatusCode.CANCELLED, "", "not needed")
+        return await ctx.pool.client(node).unary("ReadMeta", request, deadline=timeout)
 
     out = await fan_out(nodes, read_meta, quorum=eset.read_quorum, timeout=timeout + 1,
-                        done=decided, detach=True)
+                        done=done, detach=True)
     results = {r.node: r for r in out.results}
     answers = _answers(results)
     silent = len(eset.nodes) - len(answers)
@@ -153,7 +187,8 @@ async def read_version(ctx: LayerContext, bucket: str, key: str, eset: ErasureSe
     if chosen is UNDECIDED and sidelined:
         # Only nodes the pool is backing off from could decide it (e.g. just back from an
         # outage): asking them costs at most one deadline, failing the read costs a retry.
-        more = await fan_out(sidelined, read_meta, quorum=1, timeout=timeout + 1)
+        more = await fan_out(sidelined, lambda n: ctx.pool.client(n).unary(
+            "ReadMeta", request, deadline=timeout), quorum=1, timeout=timeout + 1)
         results.update({r.node: r for r in more.results})
         answers = _answers(results)
         silent = len(eset.nodes) - len(answers)

@@ -24,7 +24,7 @@ from .request import Context
 __all__ = ["BLOCK_SIZE", "ClientDisconnected", "RequestBody", "offload", "open_body",
            "read_small_body"]
 
-BLOCK_SIZE = 1024 * 1024  # bytes handed to the object layer per step (at most ~2x in memory)
+BLOCK_SIZE = 1024 * 1024  # bytes decoded and hashed per step (at most ~2x in memory)
 OFFLOAD_THRESHOLD = 64 * 1024  # smaller work stays on the loop: a thread hop costs more
 BODY_IDLE_TIMEOUT = 60.0  # seconds without a body byte before RequestTimeout (S3 uses ~20 s)
 _CPU_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="s3-cpu")
@@ -72,8 +72,8 @@ class RequestBody:
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._blocks()
 
-    async def _raw_blocks(self) -> AsyncIterator[bytes]:
-        """Bytes off the wire, gathered into blocks of about BLOCK_SIZE."""
+    async def _raw_blocks(self) -> AsyncIterator[list[bytes]]:
+        """Bytes off the wire, as the chunks of about BLOCK_SIZE bytes at a time."""
         self._ctx.body_started = True
         pending: list[bytes] = []
         size = 0
@@ -93,7 +93,7 @@ class RequestBody:
                 pending.append(chunk)
                 size += len(chunk)
             if size >= BLOCK_SIZE or (not more and pending):
-                yield pending[0] if len(pending) == 1 else b"".join(pending)
+                yield pending
                 pending, size = [], 0
 
     def _process(self, raw: bytes) -> list[bytes]:
@@ -106,19 +106,28 @@ class RequestBody:
         return pieces
 
     async def _blocks(self) -> AsyncIterator[bytes]:
-        async for raw in self._raw_blocks():
-            if len(raw) >= OFFLOAD_THRESHOLD:
-                pieces = await offload(self._process, raw)
+        # with nothing to decode or hash, the chunks go on as received: the object layer cuts
+        # its own blocks, so joining them here too would copy every byte once more
+        plain = self._decoder is None and self._sha256 is None and self._checksum is None
+        async for chunks in self._raw_blocks():
+            if plain:
+                outs = chunks
             else:
-                pieces = self._process(raw)
-            out = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-            self.received += len(out)
-            if self.declared is not None and self.received > self.declared:
-                raise S3Error("IncompleteBody", "The body is longer than its declared length.")
-            if self.received > self._limit:
-                raise S3Error(self._too_large)
-            if out:
-                yield out
+                raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                if len(raw) >= OFFLOAD_THRESHOLD:
+                    pieces = await offload(self._process, raw)
+                else:
+                    pieces = self._process(raw)
+                outs = [pieces[0] if len(pieces) == 1 else b"".join(pieces)]
+            for out in outs:
+                self.received += len(out)
+                if self.declared is not None and self.received > self.declared:
+                    raise S3Error("IncompleteBody",
+                                  "The body is longer than its declared length.")
+                if self.received > self._limit:
+                    raise S3Error(self._too_large)
+                if out:
+                    yield out
         self._finish()
 
     def _finish(self) -> None:

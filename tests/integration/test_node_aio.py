@@ -4,12 +4,14 @@ same contract: round trips, streams, error reasons, health."""
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import grpc
 import pytest
 
-from tests.nodeclient import GEOMETRY, NodeClient, blocks_of, one_node, reason
+from proto import storage_pb2 as pb
+from tests.nodeclient import GEOMETRY, NodeClient, blocks_of, one_node, reason, uuid7
 
 
 def test_aio_server_round_trip(tmp_path: Path) -> None:
@@ -32,5 +34,25 @@ def test_aio_server_round_trip(tmp_path: Path) -> None:
             client.write_shard("aio", "bad", "d-1", bad)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert os.listdir(Path(cluster.record("node-1").data_dir) / "tmp") == []
+        one_shot(client)
         with NodeClient.for_node(cluster) as again:
-            assert again.stat().objects == 2
+            assert again.stat().objects == 3
+
+
+def one_shot(client: NodeClient) -> None:
+    """Batched blocks and the commit in one WriteShard stream; ReadShardBlocks reads them."""
+    data = os.urandom(3 * GEOMETRY.shard_block_size + 1)
+    data_id = str(uuid.uuid4())
+    header = pb.ShardHeader(bucket="aio", key="oneshot", data_id=data_id, part_number=1,
+                            geometry=GEOMETRY)
+    commit = pb.CommitObjectRequest(
+        bucket="aio", key="oneshot", version_id=uuid7(), geometry=GEOMETRY,
+        parts=[pb.PartRef(part_number=1, data_id=data_id, shard_size=len(data))])
+    reply = client.stub.WriteShard(iter([
+        pb.WriteShardMessage(header=header),
+        pb.WriteShardMessage(blocks=pb.ShardBlocks(blocks=blocks_of(data))),
+        pb.WriteShardMessage(commit=commit)]), timeout=10)
+    assert reply.committed and reply.is_latest
+    runs = client.stub.ReadShardBlocks(pb.ReadShardRequest(bucket="aio", key="oneshot"),
+                                       timeout=10)
+    assert b"".join(b.data for run in runs for b in run.blocks) == data

@@ -37,20 +37,21 @@ def test_kill_during_write_keeps_old_version(tmp_path: Path) -> None:
     with one_node(tmp_path, bucket="crash") as (cluster, client):
         old = os.urandom(5 * SBS + 7)
         old_id, _ = client.put("crash", "key", old)
-        blocks = blocks_of(os.urandom(8 * SBS))
+        # the node writes shard data in 1 MiB steps (node/direct_io.py): send more than that
+        blocks = blocks_of(os.urandom(80 * SBS))
         release = threading.Event()
         header = pb.ShardHeader(bucket="crash", key="key", data_id=str(uuid.uuid4()),
                                 part_number=1, shard_index=0, geometry=GEOMETRY)
 
         def messages():
             yield pb.WriteShardMessage(header=header)
-            for b in blocks[:3]:
+            for b in blocks[:70]:
                 yield pb.WriteShardMessage(block=b)
             release.wait(20)  # the stream stays open, half written, until the node dies
 
         call = client.stub.WriteShard.future(messages(), timeout=30)
         tmp = _dir(cluster, "tmp")
-        assert _wait_for(lambda: any(p.stat().st_size >= 3 * SBS for p in tmp.iterdir()))
+        assert _wait_for(lambda: any(p.stat().st_size >= 1 << 20 for p in tmp.iterdir()))
         cluster.kill("node-1")
         release.set()
         with pytest.raises(grpc.RpcError):

@@ -112,6 +112,128 @@ def test_corrupt_block_is_data_loss_and_no_bad_bytes(node: tuple[Cluster, NodeCl
     assert list(hashes.block_hashes) == [b.hash for b in blocks_of(data)]
 
 
+def test_batched_blocks_both_ways(node: tuple[Cluster, NodeClient]) -> None:
+    """ShardBlocks messages (several blocks each) write and read the same shard file as
+    single blocks do; a corrupt block ends a batched read after the good blocks before it."""
+    cluster, client = node
+    g = geometry(block_size=4 * 256 * 1024)  # 256 KiB shard blocks: 4 to a 1 MiB message
+    data = os.urandom(9 * g.shard_block_size + 5)
+    blocks = blocks_of(data, g)
+    header = pb.ShardHeader(bucket="shards", key="batched", data_id=str(uuid.uuid4()),
+                            part_number=1, shard_index=0, geometry=g)
+    messages = [pb.WriteShardMessage(header=header),
+                pb.WriteShardMessage(blocks=pb.ShardBlocks(blocks=blocks[:3])),
+                pb.WriteShardMessage(block=blocks[3]),
+                pb.WriteShardMessage(blocks=pb.ShardBlocks(blocks=blocks[4:]))]
+    reply = client.stub.WriteShard(iter(messages), timeout=10)
+    assert (reply.blocks, reply.bytes) == (10, len(data))
+    client.stub.CommitObject(pb.CommitObjectRequest(
+        bucket="shards", key="batched", version_id=uuid7(), shard_index=0, geometry=g,
+        parts=[pb.PartRef(part_number=1, data_id=header.data_id, shard_size=len(data))]),
+        timeout=10)
+
+    def batched(start: int = 0, count: int = 0) -> list[pb.ShardBlocks]:
+        return list(client.stub.ReadShardBlocks(pb.ReadShardRequest(
+            bucket="shards", key="batched", start_block=start, block_count=count), timeout=10))
+
+    runs = batched()
+    assert [len(r.blocks) for r in runs] == [4, 4, 2]  # about 1 MiB of shard data each
+    assert [b for r in runs for b in r.blocks] == client.read_blocks("shards", "batched")
+    assert b"".join(b.data for r in batched(3, 5) for b in r.blocks) == \
+        data[3 * g.shard_block_size:8 * g.shard_block_size]
+
+    stride = 16 + g.shard_block_size
+    with open(_shard_file(cluster, client, "batched"), "r+b") as f:  # rot inside block 6
+        f.seek(6 * stride + 16 + 99)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    received: list[pb.ShardBlock] = []
+    with pytest.raises(grpc.RpcError) as err:
+        for run in client.stub.ReadShardBlocks(pb.ReadShardRequest(
+                bucket="shards", key="batched"), timeout=10):
+            received += run.blocks
+    assert err.value.code() == grpc.StatusCode.DATA_LOSS and reason(err.value) == "Corrupt"
+    assert received == blocks[:6]
+
+
+def test_write_stream_ending_with_its_commit(node: tuple[Cluster, NodeClient]) -> None:
+    """A WriteShard stream whose last message is the commit: one round trip, committed only
+    once the shard is durable; a commit that does not fit the write commits nothing."""
+    _, client = node
+    data = os.urandom(3 * SBS + 11)
+
+    def stream(key: str, commit: pb.CommitObjectRequest, *, data_id: str = "",
+               after: tuple[pb.WriteShardMessage, ...] = ()) -> pb.WriteShardReply:
+        header = pb.ShardHeader(bucket="shards", key=key,
+                                data_id=data_id or commit.parts[0].data_id, part_number=1,
+                                shard_index=0, geometry=GEOMETRY)
+        messages = [pb.WriteShardMessage(header=header),
+                    pb.WriteShardMessage(blocks=pb.ShardBlocks(blocks=blocks_of(data))),
+                    pb.WriteShardMessage(commit=commit), *after]
+        return client.stub.WriteShard(iter(messages), timeout=10)
+
+    def commit_of(key: str, data_id: str, size: int = len(data)) -> pb.CommitObjectRequest:
+        return pb.CommitObjectRequest(
+            bucket="shards", key=key, version_id=uuid7(), shard_index=0, geometry=GEOMETRY,
+            parts=[pb.PartRef(part_number=1, data_id=data_id, shard_size=size)])
+
+    commit = commit_of("oneshot", str(uuid.uuid4()))
+    reply = stream("oneshot", commit)
+    assert (reply.committed, reply.is_latest, reply.bytes) == (True, True, len(data))
+    assert client.read("shards", "oneshot") == data
+    assert client.read_meta("shards", "oneshot")[0].version_id == commit.version_id
+
+    wrong_size = commit_of("wrong", str(uuid.uuid4()), len(data) - 1)
+    with pytest.raises(grpc.RpcError) as err:
+        stream("wrong", wrong_size)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as err:
+        client.read_meta("shards", "wrong")
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    fixed = commit_of("wrong", wrong_size.parts[0].data_id)  # the write stayed staged
+    assert client.stub.CommitObject(fixed, timeout=10).is_latest
+    assert client.read("shards", "wrong") == data
+
+    other = commit_of("other", str(uuid.uuid4()))  # names another write than the stream's
+    with pytest.raises(grpc.RpcError) as err:
+        stream("other", other, data_id=str(uuid.uuid4()))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    late = commit_of("late", str(uuid.uuid4()))
+    with pytest.raises(grpc.RpcError) as err:
+        stream("late", late, after=(pb.WriteShardMessage(block=blocks_of(b"x")[0]),))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    for key in ("other", "late"):
+        with pytest.raises(grpc.RpcError):
+            client.read_meta("shards", key)
+
+
+def test_read_meta_with_head_blocks(node: tuple[Cluster, NodeClient]) -> None:
+    """ReadMeta(head_bytes) returns whole verified blocks from the start of part 1 of the
+    first version; none for inline versions, and none (rather than an error) when the first
+    block is corrupt."""
+    cluster, client = node
+    data = os.urandom(5 * SBS + 7)
+    client.put("shards", "head", data)
+    client.put("shards", "head-inline", b"tiny", inline=True)
+
+    def head(key: str, head_bytes: int) -> list[pb.ShardBlock]:
+        reply = client.stub.ReadMeta(pb.ReadMetaRequest(bucket="shards", key=key,
+                                                        head_bytes=head_bytes), timeout=10)
+        return list(reply.versions[0].head_blocks)
+
+    assert head("head", 3 * SBS + 5) == blocks_of(data)[:3]
+    assert head("head", 1) == blocks_of(data)[:1]  # at least one whole block
+    assert head("head", 100 * SBS) == blocks_of(data)
+    assert head("head", 0) == [] and head("head-inline", SBS) == []
+    with open(_shard_file(cluster, client, "head"), "r+b") as f:  # rot inside block 0
+        f.seek(16 + 5)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    assert head("head", 3 * SBS) == []
+
+
 def test_truncated_and_missing_files_are_corrupt(node: tuple[Cluster, NodeClient]) -> None:
     cluster, client = node
     data = os.urandom(3 * SBS)

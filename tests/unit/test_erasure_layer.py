@@ -149,6 +149,27 @@ def test_commit_below_quorum_rolls_back():
     run(go())
 
 
+@pytest.mark.parametrize("size", [SMALL_BLOCK // 2, SMALL_BLOCK * 5 + 3])
+def test_streamed_put_commits_at_the_end_of_each_stream(size):
+    """One round trip per node: no separate CommitObject; a node whose commit fails is
+    missed (healed later) while a write quorum committed."""
+    async def go():
+        layer, nodes, heal = small_layer()
+        await layer.make_bucket("b")
+        for n in nodes.values():
+            n.calls.clear()
+        data = os.urandom(size)
+        nodes["node-2"].fail_next["CommitObject"] = NodeCallError("node-2",
+                                                                  grpc.StatusCode.INTERNAL)
+        info = await put(layer, "k", data)
+        assert all(n.calls == ["WriteShard"] for n in nodes.values())
+        assert await read_all(layer, "b", "k") == data
+        assert [(i.version_id, i.nodes) for i in heal.items()] == [(info.version_id,
+                                                                     ("node-2",))]
+        assert info.version_id not in nodes["node-2"].keys.get(("b", "k"), {})
+    run(go())
+
+
 def test_corrupt_block_is_decoded_around_and_queued_for_healing():
     async def go():
         layer, nodes, heal = small_layer()
@@ -273,6 +294,60 @@ def test_holders_not_waited_for_are_asked_when_a_shard_fails(size):
         assert set(reader.chosen.holders) == set(dist[:4])
         assert b"".join([c async for c in reader.stream()]) == data
         assert any(i.reason == "read-corrupt" and i.nodes == (dist[2],) for i in heal.items())
+    run(go())
+
+
+def test_a_read_asks_the_data_shard_holders_first():
+    """A healthy GET asks k nodes; a newer version seen on some of them makes it ask the
+    rest before choosing; a slow one among them costs a hedge delay, not its whole delay."""
+    async def go():
+        layer, nodes, _ = small_layer()
+        await layer.make_bucket("b")
+        old, new = os.urandom(3 * SMALL_BLOCK), os.urandom(2 * SMALL_BLOCK)
+        await put(layer, "k", old)
+        dist = (await layer.open_object("b", "k")).chosen.meta.erasure.distribution
+        for n in nodes.values():
+            n.calls.clear()
+        assert await read_all(layer, "b", "k") == old
+        assert [n for n in dist if "ReadMeta" in nodes[n].calls] == list(dist[:4])
+        nodes[dist[0]].delay["ReadMeta"] = 2.0
+        started = time.monotonic()
+        reader = await layer.open_object("b", "k")
+        assert time.monotonic() - started < 0.8  # the hedge asked the parity holders
+        assert b"".join([c async for c in reader.stream()]) == old
+        del nodes[dist[0]].delay["ReadMeta"]
+        # the newer version lands on data holders 0-1 and both parity holders only
+        for n in dist[2:4]:
+            nodes[n].fail_next["WriteShard"] = NodeCallError(n, grpc.StatusCode.INTERNAL)
+        await put(layer, "k", new)
+        for n in nodes.values():
+            n.calls.clear()
+        assert await read_all(layer, "b", "k") == new
+        assert all("ReadMeta" in n.calls for n in nodes.values())
+    run(go())
+
+
+@pytest.mark.parametrize("blocks", [1, 7])
+def test_read_ahead_brings_the_start_with_the_metadata(blocks):
+    """open_object(read_ahead=True): a one-block object needs no shard stream at all; a
+    longer one streams only what follows its head; a rotten head block is decoded around."""
+    async def go():
+        layer, nodes, heal = small_layer(head_bytes=4 * SMALL_BLOCK // 4)  # 4 blocks a node
+        await layer.make_bucket("b")
+        data = os.urandom(blocks * SMALL_BLOCK - 5)
+        await put(layer, "k", data)
+        for n in nodes.values():
+            n.calls.clear()
+        reader = await layer.open_object("b", "k", read_ahead=True)
+        assert b"".join([c async for c in reader.stream()]) == data
+        streams = sum(n.calls.count("ReadShardBlocks") for n in nodes.values())
+        assert streams == (0 if blocks == 1 else 4)
+        holder = reader.chosen.meta.erasure.distribution[1]
+        nodes[holder].corrupt_block("b", "k", 1, 0)
+        reader = await layer.open_object("b", "k", read_ahead=True)
+        assert b"".join([c async for c in reader.stream()]) == data
+        assert any(i.reason == "read-corrupt" and holder in i.nodes for i in heal.items())
+        assert b"".join([c async for c in reader.stream(3, 100)]) == data[3:103]
     run(go())
 
 

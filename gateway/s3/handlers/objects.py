@@ -62,6 +62,19 @@ async def head_object(ctx: Context) -> Response:
     return await _serve(ctx, head=True)
 
 
+READ_AHEAD_MIN = 1 << 20  # a range from byte 0 this long is worth its start read ahead
+
+
+def _from_start(ctx: Context) -> bool:
+    """The GET reads the object from its first byte, and not just a little of it: the layer
+    may fetch that start with the metadata (open_object's read_ahead)."""
+    spec = ctx.req.h.get("range")
+    if spec is None:
+        return True
+    first, _, last = spec.replace(" ", "").removeprefix("bytes=").partition("-")
+    return first == "0" and (not last or (last.isdigit() and int(last) >= READ_AHEAD_MIN - 1))
+
+
 def _part_range(ctx: Context, info: ObjectInfo) -> tuple[ByteRange | None, dict[str, str]]:
     """`?partNumber=N`: the byte range of part N (the whole object for a single-part one)."""
     number = int_arg(ctx, "partNumber", 0, 1, 10_000)
@@ -81,9 +94,10 @@ async def _serve(ctx: Context, *, head: bool) -> Response:
     bucket, key = object_of(ctx)
     key_c = read_keys(ctx, SSEOperation.HEAD_OBJECT if head else
                       SSEOperation.GET_OBJECT).customer_key
+    read_ahead = not head and "partNumber" not in ctx.req.args and _from_start(ctx)
     reader = await ctx.layer.open_object(bucket, key,
                                          version_id=version_arg(ctx.req.args.get("versionId")),
-                                         sse_c=key_c)
+                                         sse_c=key_c, read_ahead=read_ahead)
     try:
         return _respond(ctx, reader, head=head, key_c=key_c)
     except BaseException:
