@@ -161,7 +161,7 @@ def _sets(cluster: Cluster, stat: dict[str, _NodeStat], out) -> bool:
     size = topology.set_size
     parity = cluster.meta.get("spec", {}).get("parity")
     if parity is None:
-        from gateway.config import default_parity
+        from gateway.placement import default_parity
 
         parity = default_parity(size)
     k = size - parity

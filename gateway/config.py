@@ -22,6 +22,7 @@ from common.topology import Topology, TopologyError
 from gateway.crypto.cache import DataKeyCacheConfig
 from gateway.crypto.kms import valid_key_name
 from gateway.crypto.policy import auto_encryption_from_env
+from gateway.placement import default_parity
 from kes.client import (
     ENV_API_KEY,
     ENV_CAPATH,
@@ -44,7 +45,6 @@ __all__ = [
     "ConfigError",
     "GatewayConfig",
     "KMSSettings",
-    "default_parity",
     "kms_settings_from_env",
     "load_config",
 ]
@@ -115,19 +115,6 @@ class GatewayConfig:
     def parity_for(self, set_size: int) -> int:
         """Parity shards per erasure set: the configured EC:n, else MinIO's default."""
         return self.parity if self.parity is not None else default_parity(set_size)
-
-
-def default_parity(set_size: int) -> int:
-    """MinIO's default parity for an erasure set of `set_size` drives."""
-    if set_size <= 1:
-        return 0
-    if set_size <= 3:
-        return 1
-    if set_size <= 5:
-        return 2
-    if set_size <= 7:
-        return 3
-    return 4
 
 
 def _parser() -> argparse.ArgumentParser:

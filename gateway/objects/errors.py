@@ -35,7 +35,7 @@
     ├── QuorumError (retryable: 503 SlowDown)
     │   ├── InsufficientReadQuorum
     │   └── InsufficientWriteQuorum
-    └── StorageFull                 write quorum lost to full disks (retryable, 507/503)
+    └── StorageFull                 write quorum lost to full disks (retryable: 503 SlowDown)
 
 Every error keeps its cause (`raise ... from exc`).
 """

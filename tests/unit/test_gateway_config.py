@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.config import ConfigError, default_parity, load_config
+from gateway.config import ConfigError, load_config
 
 CREDS = {"MINIO_ROOT_USER": "admin", "MINIO_ROOT_PASSWORD": "password123"}
 
@@ -70,12 +70,6 @@ def test_refusals_are_one_line(argv, env, message):
     with pytest.raises(ConfigError, match=message) as exc:
         load_config(argv, env)
     assert "\n" not in str(exc.value)
-
-
-@pytest.mark.parametrize(("size", "parity"), [(2, 1), (4, 2), (5, 2), (6, 3), (7, 3),
-                                              (8, 4), (16, 4)])
-def test_default_parity_follows_minio(size, parity):
-    assert default_parity(size) == parity
 
 
 def _kms_env(tmp_path, **extra):
