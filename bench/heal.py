@@ -140,12 +140,12 @@ def run() -> list[dict[str, object]]:
         {"bench": "limit", "stage": "TCP loopback", "MB/s": round(limits.loopback_tcp)},
         {"bench": "limit", "stage": "zfec 4+2 encode", "MB/s": round(zfec)}]
     for name, (report, seconds, cpu) in (("wiped node", wiped), ("healthy pass", healthy)):
-        rebuilt = report.bytes_rebuilt / 1e6
+        rebuilt = report.counts.bytes_rebuilt / 1e6
         rows.append({
-            "bench": name, "objects": report.objects_checked,
-            "object data MB": round(data_mb), "shards rebuilt": report.shards_rebuilt,
+            "bench": name, "objects": report.counts.checked,
+            "object data MB": round(data_mb), "shards rebuilt": report.counts.shards_rebuilt,
             "shard MB rebuilt": round(rebuilt, 1), "seconds": round(seconds, 2),
-            "objects/s": round(report.objects_checked / seconds),
+            "objects/s": round(report.counts.checked / seconds),
             "shard MB/s": round(rebuilt / seconds, 1),
             # each rebuilt shard MB costs k = 4 MB read over loopback, decoded and re-encoded
             "read MB/s / TCP loopback": round(4 * rebuilt / seconds / limits.loopback_tcp, 3),

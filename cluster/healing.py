@@ -65,15 +65,16 @@ def run_heal(cluster: Cluster, *, buckets: list[str] | None = None, deep: bool =
             await layer.close()
 
     report = asyncio.run(go())
-    rate = report.objects_checked / report.seconds if report.seconds else 0.0
-    print(f"heal pass{' (deep)' if deep else ''}: {report.objects_checked} objects checked "
+    c = report.counts
+    rate = c.checked / report.seconds if report.seconds else 0.0
+    print(f"heal pass{' (deep)' if deep else ''}: {c.checked} objects checked "
           f"in {report.seconds:.1f}s ({rate:.0f}/s)")
     for line in report.buckets_healed:
         print(f"  bucket re-created: {line}")
-    print(f"  objects repaired:      {report.objects_healed}")
-    print(f"  shards rebuilt:        {report.shards_rebuilt} ({_size(report.bytes_rebuilt)})")
-    print(f"  dangling rolled back:  {report.dangling_rolled_back}")
-    print(f"  metadata fixed:        {report.meta_fixed}")
+    print(f"  objects repaired:      {c.healed}")
+    print(f"  shards rebuilt:        {c.shards_rebuilt} ({_size(c.bytes_rebuilt)})")
+    print(f"  dangling rolled back:  {c.dangling_rolled_back}")
+    print(f"  metadata fixed:        {c.meta_fixed}")
     print(f"  waiting (node offline): {len(report.deferred)}")
     for line in report.deferred[:20]:
         print(f"    {line}")

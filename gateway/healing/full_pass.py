@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gateway.healing.healer import Healer, HealResult
+from gateway.healing.healer import HealCounters, Healer, HealResult
 from gateway.healing.walk import walk_set
 
 __all__ = ["PassReport", "heal_pass"]
@@ -19,26 +19,15 @@ class PassReport:
     """What a pass did, for the operator."""
 
     buckets_healed: list[str] = field(default_factory=list)  # "bucket on node-3, node-4"
-    objects_checked: int = 0
-    objects_healed: int = 0
-    shards_rebuilt: int = 0
-    bytes_rebuilt: int = 0
-    dangling_rolled_back: int = 0
-    meta_fixed: int = 0
+    counts: HealCounters = field(default_factory=HealCounters)  # objects checked, healed...
     deferred: list[str] = field(default_factory=list)  # keys left for later (node offline)
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def add(self, r: HealResult) -> None:
-        self.objects_checked += 1
-        self.shards_rebuilt += r.shards_rebuilt
-        self.bytes_rebuilt += r.bytes_rebuilt
-        self.dangling_rolled_back += len(r.rolled_back)
-        self.meta_fixed += len(r.meta_fixed)
+        self.counts.add(r)
         outcome = r.outcome
-        if outcome == "healed":
-            self.objects_healed += 1
-        elif outcome == "deferred":
+        if outcome == "deferred":
             why = f"offline: {', '.join(r.offline)}" if r.offline else \
                 f"version settling: {', '.join(r.waiting)}"
             self.deferred.append(f"{r.bucket}/{r.key} ({why})")
