@@ -98,6 +98,11 @@ class NodePool:
     def is_sidelined(self, name: str) -> bool:
         return self.health[name].state != "up"
 
+    def offline(self, names: Sequence[str]) -> list[str]:
+        """The nodes of `names` the pool is backing off from now (sidelined or on probation):
+        what it already knows, without calling anyone or claiming a probe."""
+        return [n for n in names if self.is_sidelined(n)]
+
     def note_failure(self, name: str, reason: str) -> None:
         """A failure seen outside a call (e.g. a write stream that stopped taking data)."""
         self.health[name].failure(reason)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from common.topology import Topology
 
@@ -25,6 +25,7 @@ __all__ = [
     "parity_from_env",
     "parse_storage_class",
     "read_quorum",
+    "upgraded_parity",
     "write_quorum",
 ]
 
@@ -78,6 +79,13 @@ def read_quorum(data_shards: int) -> int:
     return data_shards
 
 
+def upgraded_parity(set_size: int, parity: int, offline: int) -> int:
+    """The parity of a new object when `offline` nodes of its set are known down: one more
+    parity shard per offline node, at most half the set (so data shards >= parity shards,
+    MinIO's cap), never less than configured. See docs/design/erasure-and-quorum.md."""
+    return max(parity, min(parity + max(offline, 0), set_size // 2))
+
+
 @dataclass(frozen=True)
 class ErasureSet:
     """The nodes of one object's set, in shard order: `nodes[i]` holds shard i."""
@@ -98,6 +106,21 @@ class ErasureSet:
     @property
     def read_quorum(self) -> int:
         return read_quorum(self.data_shards)
+
+    def upgraded(self, offline: int) -> ErasureSet:
+        """The same nodes in the same shard order, with the parity a new object gets while
+        `offline` of them are down (upgraded_parity); self when nothing changes."""
+        parity = upgraded_parity(self.size, self.parity_shards, offline)
+        if parity == self.parity_shards:
+            return self
+        return replace(self, data_shards=self.size - parity, parity_shards=parity)
+
+    def with_geometry(self, data_shards: int, parity_shards: int) -> ErasureSet:
+        """The same nodes with an existing object's (or upload's) recorded geometry."""
+        if data_shards + parity_shards != self.size:
+            raise PlacementError(f"geometry {data_shards}+{parity_shards} does not fit a set "
+                                 f"of {self.size} nodes")
+        return replace(self, data_shards=data_shards, parity_shards=parity_shards)
 
 
 class Placement:

@@ -4,6 +4,7 @@ queue, the CPU worker pool, and the tunables of the data path."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from proto import storage_pb2 as pb
 __all__ = ["INLINE_LIMIT", "INLINE_WORK", "META_VERSIONS", "LayerContext", "geometry_message"]
 
 T = TypeVar("T")
+log = logging.getLogger("tessera.gateway.objects")
 
 INLINE_LIMIT = 128 * 1024  # a shard this small goes inside the metadata (MinIO's default)
 # Below this many bytes, CPU work (hashing, sealing, coding) stays on the event loop: a hop to
@@ -55,6 +57,8 @@ class LayerContext:
     # shard bytes each node sends with the metadata for a read from the start (one run: a
     # 1 MiB object then needs no second round trip)
     head_bytes: int = 1 << 20
+    # new objects (PUTs, multipart uploads) whose parity was raised for offline nodes
+    parity_upgrades: int = 0
     _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
@@ -64,6 +68,20 @@ class LayerContext:
     def geometry_for(self, eset: ErasureSet) -> Geometry:
         return Geometry(eset.data_shards, eset.parity_shards, self.block_size,
                         self.hash_algorithm)
+
+    def write_set(self, eset: ErasureSet) -> ErasureSet:
+        """The set a new object is written to, with MinIO's parity upgrade: one more parity
+        shard (one fewer data shard) per node of the set the pool is backing off from when
+        the write starts, up to half the set. The shard order stays the set's, so shard i
+        still goes to eset.nodes[i]; the geometry is recorded with the object."""
+        offline = self.pool.offline(eset.nodes)
+        upgraded = eset.upgraded(len(offline))
+        if upgraded is not eset:
+            self.parity_upgrades += 1
+            log.debug("set %d: %d node(s) offline (%s): writing EC %d+%d instead of %d+%d",
+                      eset.index, len(offline), ", ".join(offline), upgraded.data_shards,
+                      upgraded.parity_shards, eset.data_shards, eset.parity_shards)
+        return upgraded
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         """CPU work (zfec, hashes) in the worker pool, keeping the event loop free."""

@@ -72,6 +72,9 @@ class LayerStatistics:
 
     nodes: tuple[EndpointState, ...]
     heal_queue: HealQueueStatistics
+    # objects written with more parity than configured because nodes of their set were
+    # offline (MinIO's parity upgrade), since this gateway started
+    parity_upgrades: int = 0
 
 
 class ErasureObjectLayer:
@@ -228,7 +231,7 @@ class ErasureObjectLayer:
         stored = await multipart.get_upload(self.ctx, bucket, key, upload_id)
         if not stored.meta.encryption:
             check_unencrypted_read(sse_c)
-            return await multipart.upload_part(self.ctx, stored.info, part_number, body,
+            return await multipart.upload_part(self.ctx, stored, part_number, body,
                                                size=size, expected_md5=expected_md5,
                                                checksums=checksums)
         if not 1 <= part_number <= MAX_PART_NUMBER:
@@ -236,7 +239,7 @@ class ErasureObjectLayer:
         opened = await open_upload(self.encryption, stored.meta.encryption, bucket, key, sse_c,
                                    need_key=True)
         sealer, sealing = opened.part_sealer(self.ctx.block_size, part_number)
-        return await multipart.upload_part(self.ctx, stored.info, part_number, body, size=size,
+        return await multipart.upload_part(self.ctx, stored, part_number, body, size=size,
                                            expected_md5=expected_md5, checksums=checksums,
                                            sealer=sealer, encryption=sealing,
                                            want_md5=opened.meta.mode == "SSE-S3")
@@ -246,12 +249,12 @@ class ErasureObjectLayer:
                          limit: int = 1000) -> tuple[list[PartInfo], bool]:
         stored = await multipart.get_upload(self.ctx, bucket, key, upload_id)
         if not stored.meta.encryption:
-            return await multipart.list_parts(self.ctx, stored.info,
+            return await multipart.list_parts(self.ctx, stored,
                                               part_number_marker=part_number_marker,
                                               limit=limit)
         opened = await open_upload(self.encryption, stored.meta.encryption, bucket, key, None,
                                    need_key=False)
-        return await multipart.list_parts(self.ctx, stored.info,
+        return await multipart.list_parts(self.ctx, stored,
                                           part_number_marker=part_number_marker, limit=limit,
                                           part_etag=opened.part_etag)
 
@@ -264,7 +267,7 @@ class ErasureObjectLayer:
 
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
         stored = await multipart.get_upload(self.ctx, bucket, key, upload_id)
-        await multipart.abort_upload(self.ctx, stored.info)
+        await multipart.abort_upload(self.ctx, stored)
 
     async def complete_multipart_upload(self, bucket: str, key: str, upload_id: str,
                                         parts: list[CompletedPart], *,
@@ -288,7 +291,8 @@ class ErasureObjectLayer:
 
     def statistics(self) -> LayerStatistics:
         return LayerStatistics(nodes=tuple(self.ctx.pool.statistics()),
-                               heal_queue=self.ctx.heal.statistics())
+                               heal_queue=self.ctx.heal.statistics(),
+                               parity_upgrades=self.ctx.parity_upgrades)
 
     # ---- lifecycle ----
 

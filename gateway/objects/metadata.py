@@ -196,18 +196,30 @@ class UploadMeta:
     initiated_ns: int
     metadata: PutMetadata = field(default_factory=PutMetadata)
     encryption: Mapping[str, Any] | None = None
+    # the geometry every part and the completed object use, fixed at creation (a parity
+    # upgrade then holds for the whole upload); 0 = not recorded: the set's configured one
+    data_shards: int = 0
+    parity_shards: int = 0
 
     def to_bytes(self) -> bytes:
         doc: dict[str, Any] = {"v": FORMAT_VERSION, "it": self.initiated_ns,
                                "meta": _put_metadata_doc(self.metadata)}
         if self.encryption:
             doc["enc"] = dict(self.encryption)
+        if self.data_shards:
+            doc["ec"] = {"k": self.data_shards, "m": self.parity_shards}
         return _dumps(doc)
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> UploadMeta:
         doc = _loads(blob, "upload")
-        return cls(int(doc.get("it", 0)), _put_metadata(doc.get("meta", {})), doc.get("enc"))
+        ec = doc.get("ec") or {}
+        try:
+            k, m = int(ec.get("k", 0)), int(ec.get("m", 0))
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise MetadataError(f"upload metadata has a bad geometry: {ec!r}") from exc
+        return cls(int(doc.get("it", 0)), _put_metadata(doc.get("meta", {})), doc.get("enc"),
+                   k, m)
 
     def upload_info(self, bucket: str, key: str, upload_id: str) -> UploadInfo:
         return UploadInfo(bucket=bucket, key=key, upload_id=upload_id,

@@ -34,12 +34,12 @@ from gateway.objects.api import (
 )
 from gateway.objects.commit import CommitPlan, commit_version
 from gateway.objects.context import LayerContext, geometry_message
-from gateway.objects.metadata import ObjectMeta, PartMeta, PartRecord, UploadMeta
+from gateway.objects.metadata import MetadataError, ObjectMeta, PartMeta, PartRecord, UploadMeta
 from gateway.objects.put import WriteSealing, erasure_record
 from gateway.objects.quorum import fan_out, reduce_errors
 from gateway.objects.shard_writer import BlockSealer, ShardTarget, abort_write, write_stream
 from gateway.objects.version_ids import new_version_id
-from gateway.placement import ErasureSet
+from gateway.placement import ErasureSet, PlacementError
 from proto import storage_pb2 as pb
 
 __all__ = [
@@ -53,6 +53,7 @@ __all__ = [
     "list_uploads",
     "multipart_etag",
     "upload_part",
+    "upload_set",
 ]
 
 
@@ -92,9 +93,12 @@ async def _set_call(ctx: LayerContext, eset: ErasureSet, method: str, request: o
 
 async def create_upload(ctx: LayerContext, bucket: str, key: str, metadata: PutMetadata,
                         encryption: Mapping[str, object] | None = None) -> UploadInfo:
-    eset = ctx.placement.locate(bucket, key)
+    """Stages a new upload. Its geometry is fixed here, parity upgrade included (as MinIO
+    does at CreateMultipartUpload): every part and the completed object share it."""
+    eset = ctx.write_set(ctx.placement.locate(bucket, key))
     upload_id = new_version_id()  # time-ordered, unique
-    meta = UploadMeta(time.time_ns(), metadata, encryption)
+    meta = UploadMeta(time.time_ns(), metadata, encryption, eset.data_shards,
+                      eset.parity_shards)
     request = pb.CreateUploadRequest(bucket=bucket, key=key, upload_id=upload_id,
                                      meta=meta.to_bytes())
     try:
@@ -114,21 +118,39 @@ class StoredUpload:
     meta: UploadMeta
 
 
+def upload_set(ctx: LayerContext, stored: StoredUpload) -> ErasureSet:
+    """The upload's set with the geometry recorded at its creation (the set's configured one
+    for an upload that recorded none)."""
+    eset = ctx.placement.locate(stored.info.bucket, stored.info.key)
+    if not stored.meta.data_shards:
+        return eset
+    try:
+        return eset.with_geometry(stored.meta.data_shards, stored.meta.parity_shards)
+    except PlacementError as exc:
+        raise MetadataError(f"upload {stored.info.upload_id}: {exc}") from exc
+
+
 async def get_upload(ctx: LayerContext, bucket: str, key: str, upload_id: str) -> StoredUpload:
-    """The upload as a read quorum stores it; UploadNotFound if it is not this key's."""
+    """The upload as a read quorum of its own geometry stores it (k of an upgraded upload
+    can be below the set's); UploadNotFound if it is not this key's."""
     eset = ctx.placement.locate(bucket, key)
+    floor = eset.upgraded(eset.size).read_quorum  # the fewest holders any upload can need
     replies = await _set_call(ctx, eset, "GetUpload", pb.GetUploadRequest(upload_id=upload_id),
-                              quorum=eset.read_quorum, write=False,
-                              what=f"upload {upload_id}")
+                              quorum=floor, write=False, what=f"upload {upload_id}")
     infos = [r for r in replies.values() if isinstance(r, pb.UploadInfo)]
-    info = Counter((i.bucket, i.key, i.meta) for i in infos).most_common(1)[0][0]
+    info, holders = Counter((i.bucket, i.key, i.meta) for i in infos).most_common(1)[0]
     if info[:2] != (bucket, key):
         raise oe.UploadNotFound(f"upload {upload_id} is not an upload of {bucket}/{key}")
     meta = UploadMeta.from_bytes(info[2])
-    return StoredUpload(meta.upload_info(bucket, key, upload_id), meta)
+    stored = StoredUpload(meta.upload_info(bucket, key, upload_id), meta)
+    need = upload_set(ctx, stored).read_quorum
+    if holders < need:
+        raise oe.InsufficientReadQuorum(
+            f"upload {upload_id}: {holders} of {len(eset.nodes)} nodes hold it, need {need}")
+    return stored
 
 
-async def upload_part(ctx: LayerContext, upload: UploadInfo, part_number: int,
+async def upload_part(ctx: LayerContext, stored: StoredUpload, part_number: int,
                       body: BodyStream, *, size: int | None, expected_md5: bytes | None,
                       checksums: Mapping[str, str] | None,
                       sealer: BlockSealer | None = None,
@@ -140,7 +162,8 @@ async def upload_part(ctx: LayerContext, upload: UploadInfo, part_number: int,
         raise oe.InvalidInput(f"part number {part_number} outside 1..{MAX_PART_NUMBER}")
     if size is not None and size > MAX_PART_SIZE:
         raise oe.EntityTooLarge(f"{size} bytes exceed the part limit of {MAX_PART_SIZE}")
-    eset = ctx.placement.locate(upload.bucket, upload.key)
+    upload = stored.info
+    eset = upload_set(ctx, stored)
     target = ShardTarget(upload.bucket, upload.key, eset, ctx.geometry_for(eset),
                          data_id=str(uuid.uuid4()), part_number=part_number,
                          upload_id=upload.upload_id)
@@ -205,11 +228,10 @@ async def _agreed_parts(ctx: LayerContext, eset: ErasureSet,
     return agreed
 
 
-async def list_parts(ctx: LayerContext, upload: UploadInfo, *, part_number_marker: int,
+async def list_parts(ctx: LayerContext, stored: StoredUpload, *, part_number_marker: int,
                      limit: int, part_etag: Callable[[PartMeta], str] = _plain_etag,
                      ) -> tuple[list[PartInfo], bool]:
-    eset = ctx.placement.locate(upload.bucket, upload.key)
-    agreed = await _agreed_parts(ctx, eset, upload.upload_id)
+    agreed = await _agreed_parts(ctx, upload_set(ctx, stored), stored.info.upload_id)
     numbers = sorted(n for n in agreed if n > part_number_marker)
     page = numbers[: max(limit, 0)]
     return ([replace(agreed[n].meta.part_info(n), etag=part_etag(agreed[n].meta)) for n in page],
@@ -237,7 +259,7 @@ async def complete_upload(ctx: LayerContext, stored: StoredUpload, parts: list[C
                           sealing: UploadSealing | None = None) -> ObjectInfo:
     upload = stored.info
     bucket, key = upload.bucket, upload.key
-    eset = ctx.placement.locate(bucket, key)
+    eset = upload_set(ctx, stored)
     agreed = await _agreed_parts(ctx, eset, upload.upload_id)
     part_etag = sealing.part_etag if sealing is not None else _plain_etag
     _check_completion(parts, agreed, part_etag)
@@ -272,8 +294,9 @@ async def _abort_on(ctx: LayerContext, eset: ErasureSet, upload_id: str) -> None
         "AbortUpload", request, deadline=timeout), quorum=0, timeout=timeout + 1)
 
 
-async def abort_upload(ctx: LayerContext, upload: UploadInfo) -> None:
-    eset = ctx.placement.locate(upload.bucket, upload.key)
+async def abort_upload(ctx: LayerContext, stored: StoredUpload) -> None:
+    upload = stored.info
+    eset = upload_set(ctx, stored)
     request = pb.AbortUploadRequest(upload_id=upload.upload_id)
     timeout = ctx.timeouts.unary
     nodes = ctx.pool.usable(eset.nodes, eset.write_quorum)

@@ -62,7 +62,7 @@ async def put_stream(
     with them. `want_md5`: the ETag is the body's MD5 (else random, unless Content-MD5)."""
     if size is not None and size > MAX_SINGLE_PUT:
         raise oe.EntityTooLarge(f"{size} bytes exceed the single-PUT limit of {MAX_SINGLE_PUT}")
-    eset = ctx.placement.locate(bucket, key)
+    eset = ctx.write_set(ctx.placement.locate(bucket, key))
     target = ShardTarget(bucket, key, eset, ctx.geometry_for(eset), data_id=str(uuid.uuid4()))
     etags: list[str] = []
 
@@ -137,7 +137,8 @@ def _plan(ctx: LayerContext, target: ShardTarget, result: WriteResult, version_i
 
 
 async def delete_object(ctx: LayerContext, bucket: str, key: str) -> str:
-    """Commits a delete marker with write quorum; returns its version id."""
+    """Commits a delete marker with write quorum; returns its version id. A marker holds no
+    data, so it keeps the set's own geometry (no parity upgrade)."""
     eset = ctx.placement.locate(bucket, key)
     version_id = new_version_id()
     meta = ObjectMeta(size=0, etag="", mod_time_ns=time.time_ns(),

@@ -211,6 +211,9 @@ def _node_pool(m: GatewayMetrics) -> Iterator[Metric]:
         sidelined.add_metric([state.name], 0 if state.state == "up" else 1)
     yield failures
     yield sidelined
+    yield _counter("tessera_parity_upgraded_writes", "New objects and multipart uploads "
+                   "written with raised parity because nodes of their set were offline",
+                   getattr(stats, "parity_upgrades", 0))
 
 
 _HEAL_COUNTERS = (
