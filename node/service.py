@@ -26,6 +26,7 @@ __all__ = ["BATCH_BYTES", "ShardIngest", "StorageService", "write_blocks", "writ
            "write_header"]
 
 _LIST_PAGE = 1000
+_LIST_JUMP_PAGE = 32
 _LIST_BATCH_BYTES = 256 << 10  # per ListObjectBatches message
 # Sorts after every key that starts with a given common prefix (the highest code point).
 PAST_GROUP = "\U0010ffff"
@@ -388,8 +389,10 @@ class StorageService(MultipartOps, InspectOps):
         prefix, after = req.prefix, req.start_after or None
         self.meta.read(lambda c: versions.require_bucket(c, bucket))
         left = req.limit or None
+        # a jump wastes the rest of a page read: after one, read a few rows, then more
+        step = _LIST_JUMP_PAGE if delimiter else _LIST_PAGE
         while left is None or left > 0:
-            page = _LIST_PAGE if left is None else min(_LIST_PAGE, left)
+            page = step if left is None else min(step, left)
             rows = self.meta.read(lambda c, a=after, n=page: versions.list_latest(
                 c, bucket, prefix, a, req.include_delete_markers, n))
             jumped = False
@@ -406,6 +409,7 @@ class StorageService(MultipartOps, InspectOps):
                     break
             if left == 0 or (not jumped and len(rows) < page):
                 return
+            step = _LIST_JUMP_PAGE if jumped else min(step * 4, _LIST_PAGE)
 
 
 def _inline_blocks(data: bytes, geometry: Geometry, start: int, count: int) -> Iterator[Block]:

@@ -17,14 +17,15 @@ have changed goes to the ReadMeta quorum read instead.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 import grpc
 
 from gateway.objects import errors as oe
 from gateway.objects.api import ListPage, ObjectInfo
 from gateway.objects.context import LayerContext
-from gateway.objects.metadata import ObjectMeta
+from gateway.objects.metadata import listed_object
 from gateway.objects.versions import choose_version, read_version
 from gateway.placement import ErasureSet
 from gateway.storage_client import NodeCallError
@@ -41,6 +42,10 @@ def group_end(key: str, prefix: str, delimiter: str) -> str | None:
     the key has no delimiter past the prefix."""
     cut = key.find(delimiter, len(prefix)) if delimiter else -1
     return None if cut < 0 else key[:cut + len(delimiter)] + PAST_GROUP
+
+
+# a listed object and its encryption record (the crypto seam needs it for sealed ETags)
+Listed = tuple[ObjectInfo, Mapping[str, Any] | None]
 
 
 class _NodeCursor:
@@ -132,25 +137,31 @@ class _SetListing:
             f"(quorum {self.eset.read_quorum}); {failed}")
 
     async def _resolve(self, key: str, answers: dict[str, list[pb.ObjectVersion]],
-                       pending: int) -> tuple[ObjectInfo, ObjectMeta] | None:
-        chosen = choose_version(answers, read_quorum=self.eset.read_quorum, pending=pending)
+                       pending: int, held: list[pb.ObjectVersion]) -> Listed | None:
+        first = held[0] if held else None
+        if first is not None and len(held) == len(answers) and not pending and \
+                len(held) >= (first.geometry.data_shards or self.eset.read_quorum) and \
+                all(r.version_id == first.version_id for r in held):
+            chosen: object = first.version_id  # every node agrees: the common case
+        else:
+            chosen = choose_version(answers, read_quorum=self.eset.read_quorum,
+                                    pending=pending)
         if isinstance(chosen, str):
-            record = next(v for vs in answers.values() for v in vs if v.version_id == chosen)
+            record = next(r for r in held if r.version_id == chosen)
             if record.delete_marker:
                 return None
-            meta, version_id = ObjectMeta.from_bytes(record.meta), chosen
-        else:  # the latest entries disagree: ask for a few versions per node, as GET does
-            try:
-                version = await read_version(self.ctx, self.bucket, key, self.eset,
-                                             include_inline=False)
-            except oe.NotFoundError:
-                return None
-            meta, version_id = version.meta, version.version_id
-        if meta.delete_marker:
+            return listed_object(record.meta, self.bucket, key, chosen)
+        try:  # the latest entries disagree: ask for a few versions per node, as GET does
+            version = await read_version(self.ctx, self.bucket, key, self.eset,
+                                         include_inline=False)
+        except oe.NotFoundError:
             return None
-        return meta.object_info(self.bucket, key, version_id), meta
+        if version.delete_marker:
+            return None
+        return (version.meta.object_info(self.bucket, key, version.version_id),
+                version.meta.encryption)
 
-    async def entries(self) -> AsyncIterator[tuple[ObjectInfo, ObjectMeta]]:
+    async def entries(self) -> AsyncIterator[Listed]:
         while True:
             empty = [c for c in self.cursors if c.needs_fill()]
             if empty:
@@ -161,16 +172,18 @@ class _SetListing:
                 return
             key = min(heads)
             answers: dict[str, list[pb.ObjectVersion]] = {}
+            held: list[pb.ObjectVersion] = []
             pending = 0
             for cursor in cursors:
                 head = cursor.head
                 if head is not None and head.key == key:
-                    answers[cursor.node] = [cursor.take()]
+                    held.append(cursor.take())
+                    answers[cursor.node] = [held[-1]]
                 elif cursor.skipped_over(key):
                     pending += 1
                 else:
                     answers[cursor.node] = []
-            found = await self._resolve(key, answers, pending)
+            found = await self._resolve(key, answers, pending, held)
             if found is None:
                 continue
             yield found
@@ -180,7 +193,7 @@ class _SetListing:
                     cursor.seek(end)
 
 
-Entries = Sequence[tuple[ObjectInfo, ObjectMeta]]
+Entries = Sequence[Listed]
 
 
 async def list_objects(ctx: LayerContext, bucket: str, *, prefix: str = "",
@@ -189,7 +202,7 @@ async def list_objects(ctx: LayerContext, bucket: str, *, prefix: str = "",
                        ) -> ListPage:
     """Up to `limit` live keys after `start_after`, in byte order, across every set; with a
     `delimiter`, only the first live key of each common prefix. `finish` turns the page's
-    (info, stored metadata) into what is reported (the crypto seam: sealed ETags)."""
+    (info, encryption record) into what is reported (the crypto seam: sealed ETags)."""
     if limit <= 0:
         return ListPage((), False)
     page = max(limit + 1, 64)
@@ -200,8 +213,8 @@ async def list_objects(ctx: LayerContext, bucket: str, *, prefix: str = "",
         eset = ErasureSet(index, members, placement.data_shards, placement.parity_shards)
         streams.append(aiter(_SetListing(ctx, eset, bucket, prefix, delimiter, start_after,
                                          page).entries()))
-    heads: list[tuple[ObjectInfo, ObjectMeta] | None] = [await anext(s, None) for s in streams]
-    found: list[tuple[ObjectInfo, ObjectMeta]] = []
+    heads: list[Listed | None] = [await anext(s, None) for s in streams]
+    found: list[Listed] = []
     skip_to = ""  # the end of the last common prefix taken: other sets' keys in it are moot
     while len(found) <= limit:
         for i in range(len(heads)):
