@@ -270,7 +270,7 @@ async def _walk_uploads(ctx: Context, bucket: str, prefix: str, delimiter: str,
     """Up to `max_uploads` entries after the markers: uploads, and common prefixes that each
     count once (a later page never repeats one: it starts past the prefix)."""
     entries: list[tuple[str, UploadInfo | None]] = []
-    if delimiter and key_marker.startswith(prefix) and \
+    if delimiter and key_marker.startswith(prefix) and key_marker.endswith(delimiter) and \
             key_marker.find(delimiter, len(prefix)) == len(key_marker) - len(delimiter):
         key_marker, id_marker = key_marker + _PAST_PREFIX, ""  # a NextKeyMarker prefix
     after, after_id, skip_to = key_marker, id_marker, ""
