@@ -327,6 +327,27 @@ class MemoryNode:
             if r.limit and sent >= r.limit:
                 return
 
+    def _ListObjectBatches(self, r: pb.ListObjectsRequest) -> Any:
+        """The real node's batches, with its delimiter skip; a few entries per batch."""
+        batch, group_end, sent = pb.ObjectVersionBatch(), "", 0
+        for record in self._ListObjects(pb.ListObjectsRequest(
+                bucket=r.bucket, prefix=r.prefix, start_after=r.start_after,
+                include_delete_markers=r.include_delete_markers)):
+            if group_end and record.key <= group_end:
+                continue
+            batch.entries.append(record)
+            sent += 1
+            cut = record.key.find(r.delimiter, len(r.prefix)) if r.delimiter else -1
+            if cut >= 0 and not record.delete_marker:
+                group_end = record.key[:cut + len(r.delimiter)] + "\U0010ffff"
+            if r.limit and sent >= r.limit:
+                break
+            if len(batch.entries) == 3:
+                yield batch
+                batch = pb.ObjectVersionBatch()
+        if batch.entries:
+            yield batch
+
     # ---- multipart ----
 
     def _upload(self, upload_id: str) -> _Upload:

@@ -34,7 +34,6 @@ from gateway.objects import errors as oe
 from gateway.objects import listing
 from gateway.objects.api import ObjectInfo, SSEParams
 from gateway.objects.erasure_layer import ErasureObjectLayer, build_erasure_layer
-from gateway.objects.metadata import ObjectMeta
 
 __all__ = ["Checkpoint", "main", "rotate"]
 
@@ -73,10 +72,14 @@ class Checkpoint:
         tmp.replace(self.path)
 
 
-def _why_skipped(meta: ObjectMeta, to_key: str) -> str | None:
-    if not meta.encryption:
+# an object's encryption record, as a listing reports it (None: not encrypted)
+Sealed = Mapping[str, Any] | None
+
+
+def _why_skipped(sealed: Sealed, to_key: str) -> str | None:
+    if not sealed:
         return "unencrypted"
-    record = EncryptionMetadata.from_dict(meta.encryption)
+    record = EncryptionMetadata.from_dict(sealed)
     if record.mode == "SSE-C":
         return "SSE-C"
     if record.kms_key_id == to_key:
@@ -85,10 +88,10 @@ def _why_skipped(meta: ObjectMeta, to_key: str) -> str | None:
 
 
 async def _page(layer: ErasureObjectLayer, bucket: str,
-                after: str) -> tuple[list[tuple[ObjectInfo, ObjectMeta]], bool]:
-    entries: list[tuple[ObjectInfo, ObjectMeta]] = []
+                after: str) -> tuple[list[tuple[ObjectInfo, Sealed]], bool]:
+    entries: list[tuple[ObjectInfo, Sealed]] = []
 
-    async def keep(found: Sequence[tuple[ObjectInfo, ObjectMeta]]) -> list[ObjectInfo]:
+    async def keep(found: Sequence[tuple[ObjectInfo, Sealed]]) -> list[ObjectInfo]:
         entries.extend(found)  # no ETag unsealing: only the records are needed here
         return [info for info, _ in found]
 
@@ -97,9 +100,9 @@ async def _page(layer: ErasureObjectLayer, bucket: str,
     return entries, page.truncated
 
 
-async def _rewrap(layer: ErasureObjectLayer, bucket: str, info: ObjectInfo, meta: ObjectMeta,
+async def _rewrap(layer: ErasureObjectLayer, bucket: str, info: ObjectInfo, sealed: Sealed,
                   to_key: str) -> str:
-    record = EncryptionMetadata.from_dict(meta.encryption or {})
+    record = EncryptionMetadata.from_dict(sealed or {})
     target = SSEParams(record.mode, kms_key_id=to_key, kms_context=record.kms_context)
     try:
         await layer.update_metadata(bucket, info.key, info.version_id, rewrap=target)
@@ -115,12 +118,12 @@ async def rotate(layer: ErasureObjectLayer, buckets: list[str], to_key: str,
     slots = asyncio.Semaphore(concurrency)
     budget = max_objects
 
-    async def one(bucket: str, info: ObjectInfo, meta: ObjectMeta) -> str:
-        why = _why_skipped(meta, to_key)
+    async def one(bucket: str, info: ObjectInfo, sealed: Sealed) -> str:
+        why = _why_skipped(sealed, to_key)
         if why is not None:
             return f"skipped: {why}"
         async with slots:
-            return await _rewrap(layer, bucket, info, meta, to_key)
+            return await _rewrap(layer, bucket, info, sealed, to_key)
 
     for bucket in buckets:
         if checkpoint.bucket and bucket < checkpoint.bucket:

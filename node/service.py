@@ -26,6 +26,10 @@ __all__ = ["BATCH_BYTES", "ShardIngest", "StorageService", "write_blocks", "writ
            "write_header"]
 
 _LIST_PAGE = 1000
+_LIST_JUMP_PAGE = 32
+_LIST_BATCH_BYTES = 256 << 10  # per ListObjectBatches message
+# Sorts after every key that starts with a given common prefix (the highest code point).
+PAST_GROUP = "\U0010ffff"
 _MAX_VERSIONS = 1000
 BATCH_BYTES = 1 << 20  # shard data per ReadShardBlocks message (and per disk read)
 
@@ -364,23 +368,48 @@ class StorageService(MultipartOps, InspectOps):
             yield from reader.runs(req.start_block, req.block_count, per_run)
 
     def ListObjects(self, req: pb.ListObjectsRequest) -> Iterator[pb.ObjectVersion]:
+        for v in self._latest(req, delimiter=""):
+            yield version_msg(v, with_parts=False)
+
+    def ListObjectBatches(self, req: pb.ListObjectsRequest) -> Iterator[pb.ObjectVersionBatch]:
+        batch, size = pb.ObjectVersionBatch(), 0
+        for v in self._latest(req, delimiter=req.delimiter):
+            batch.entries.append(version_msg(v, with_parts=False))
+            size += len(v.key) + len(v.meta) + 64
+            if size >= _LIST_BATCH_BYTES or len(batch.entries) >= _LIST_PAGE:
+                yield batch
+                batch, size = pb.ObjectVersionBatch(), 0
+        if batch.entries:
+            yield batch
+
+    def _latest(self, req: pb.ListObjectsRequest, delimiter: str) -> Iterator[VersionRecord]:
+        """The request's latest versions in key order; with a delimiter, a common prefix's
+        keys after its first one that is not a delete marker are skipped."""
         bucket = validate.bucket_name(req.bucket)
         prefix, after = req.prefix, req.start_after or None
         self.meta.read(lambda c: versions.require_bucket(c, bucket))
         left = req.limit or None
+        # a jump wastes the rest of a page read: after one, read a few rows, then more
+        step = _LIST_JUMP_PAGE if delimiter else _LIST_PAGE
         while left is None or left > 0:
-            page = _LIST_PAGE if left is None else min(_LIST_PAGE, left)
+            page = step if left is None else min(step, left)
             rows = self.meta.read(lambda c, a=after, n=page: versions.list_latest(
                 c, bucket, prefix, a, req.include_delete_markers, n))
+            jumped = False
             for v in rows:
                 if not v.key.startswith(prefix):
                     return
-                yield version_msg(v, with_parts=False)
-            if len(rows) < page:
+                yield v
+                after = v.key
+                if left is not None:
+                    left -= 1
+                cut = v.key.find(delimiter, len(prefix)) if delimiter else -1
+                if cut >= 0 and not v.delete_marker:
+                    after, jumped = v.key[:cut + len(delimiter)] + PAST_GROUP, True
+                    break
+            if left == 0 or (not jumped and len(rows) < page):
                 return
-            after = rows[-1].key
-            if left is not None:
-                left -= len(rows)
+            step = _LIST_JUMP_PAGE if jumped else min(step * 4, _LIST_PAGE)
 
 
 def _inline_blocks(data: bytes, geometry: Geometry, start: int, count: int) -> Iterator[Block]:

@@ -197,8 +197,13 @@ class ObjectLayer(Protocol):
         ...
 
     async def list_objects(
-        self, bucket: str, *, prefix: str = "", start_after: str = "", limit: int = 1000
-    ) -> ListPage: ...
+        self, bucket: str, *, prefix: str = "", start_after: str = "", limit: int = 1000,
+        delimiter: str = "",
+    ) -> ListPage:
+        """Live keys after `start_after` in byte order. With a `delimiter`, a layer may return
+        only the first key of each common prefix (a hint: the caller folds them anyway), and
+        `truncated` then means more keys exist past that common prefix."""
+        ...
 
     async def update_metadata(
         self, bucket: str, key: str, version_id: str, *, rewrap: SSEParams | None = None,

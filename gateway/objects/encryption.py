@@ -27,7 +27,7 @@ from gateway.crypto.stream import PackageDecryptor, PackageEncryptor
 from gateway.objects import errors as oe
 from gateway.objects.api import ObjectInfo, SSECustomerKey, SSEMode, SSEParams
 from gateway.objects.get import ErasureObjectReader
-from gateway.objects.metadata import ObjectMeta, PartMeta
+from gateway.objects.metadata import PartMeta
 
 __all__ = [
     "DecryptingReader",
@@ -272,21 +272,26 @@ def _open(decryptor: PackageDecryptor, data: bytes, last: bool) -> bytearray:
 
 
 async def unseal_listing(enc: ObjectEncryption, bucket: str,
-                         entries: Sequence[tuple[ObjectInfo, ObjectMeta]]) -> list[ObjectInfo]:
-    """Listed objects with the ETags S3 reports: SSE-S3 ETags are stored sealed, so each such
-    object's key is opened (a KMS decrypt, unless cached), a bounded number at a time."""
+                         entries: Sequence[tuple[ObjectInfo, Mapping[str, Any] | None]],
+                         ) -> list[ObjectInfo]:
+    """Listed objects (each with its encryption record) with the ETags S3 reports: SSE-S3
+    ETags are stored sealed, so each such object's key is opened (a KMS decrypt, unless
+    cached), a bounded number at a time; the others cost nothing."""
     slots = asyncio.Semaphore(LISTING_CONCURRENCY)
 
-    async def one(info: ObjectInfo, meta: ObjectMeta) -> ObjectInfo:
-        record = meta.encryption
-        if not record or "sse-etag" not in record:
-            return info
+    async def one(info: ObjectInfo, record: Mapping[str, Any]) -> ObjectInfo:
         encryption = EncryptionMetadata.from_dict(record)
         async with slots:
             object_key = await enc.open(encryption, bucket, info.key)
         return replace(info, etag=client_etag(encryption, info.etag, object_key))
 
-    return list(await asyncio.gather(*(one(info, meta) for info, meta in entries)))
+    out = [info for info, _ in entries]
+    sealed = [i for i, (_, record) in enumerate(entries) if record and "sse-etag" in record]
+    if sealed:
+        opened = await asyncio.gather(*(one(*entries[i]) for i in sealed))  # type: ignore[arg-type]
+        for i, info in zip(sealed, opened, strict=True):
+            out[i] = info
+    return out
 
 
 def _b64(raw: bytes) -> str:

@@ -151,9 +151,10 @@ class ErasureObjectLayer:
         await put.delete_object(self.ctx, bucket, key)
 
     async def list_objects(self, bucket: str, *, prefix: str = "", start_after: str = "",
-                           limit: int = 1000) -> ListPage:
+                           limit: int = 1000, delimiter: str = "") -> ListPage:
         return await listing.list_objects(
             self.ctx, bucket, prefix=prefix, start_after=start_after, limit=limit,
+            delimiter=delimiter,
             finish=lambda entries: unseal_listing(self.encryption, bucket, entries))
 
     async def update_metadata(self, bucket: str, key: str, version_id: str, *,

@@ -199,7 +199,8 @@ class MemoryObjectLayer:
             target.keys.pop(bisect.bisect_left(target.keys, key))
 
     async def list_objects(self, bucket: str, *, prefix: str = "", start_after: str = "",
-                           limit: int = 1000) -> ListPage:
+                           limit: int = 1000, delimiter: str = "") -> ListPage:
+        # the delimiter is only a hint (api.py): every key is returned and the caller folds
         target = self._bucket(bucket)
         keys = target.keys
         begin = max(bisect.bisect_right(keys, start_after), bisect.bisect_left(keys, prefix))

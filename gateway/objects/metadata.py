@@ -26,6 +26,7 @@ __all__ = [
     "PartRecord",
     "UploadMeta",
     "encryption_info",
+    "listed_object",
 ]
 
 FORMAT_VERSION = 1
@@ -187,6 +188,22 @@ class ObjectMeta:
             encryption=encryption_info(self.encryption),
             parts=tuple(p.size for p in self.parts) if self.multipart else (),
         )
+
+
+def listed_object(blob: bytes, bucket: str, key: str, version_id: str) -> \
+        tuple[ObjectInfo, Mapping[str, Any] | None]:
+    """What a listing reports of a stored version, and its encryption record (for the
+    sealed ETag), read without building the erasure and part records it does not need."""
+    doc = _loads(blob, "object")
+    try:
+        parts = tuple(int(p["s"]) for p in doc.get("parts", [])) if doc.get("mp") else ()
+        record = doc.get("enc")
+        return ObjectInfo(bucket=bucket, key=key, version_id=version_id, size=int(doc["size"]),
+                          etag=str(doc["etag"]), last_modified_ns=int(doc["mt"]),
+                          metadata=_put_metadata(doc.get("meta", {})),
+                          encryption=encryption_info(record), parts=parts), record
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MetadataError(f"object metadata is incomplete: {exc!r}") from exc
 
 
 @dataclass(frozen=True)

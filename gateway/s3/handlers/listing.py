@@ -46,11 +46,11 @@ async def _walk(ctx: Context, bucket: str, prefix: str, delimiter: str, after: s
     if max_keys == 0:
         await ctx.layer.head_bucket(bucket)
         return _Listing([], [], False, "")
-    cursor = after
-    while len(entries) <= max_keys:
+    cursor, truncated = after, False
+    while not truncated:
         page = await ctx.layer.list_objects(bucket, prefix=prefix, start_after=cursor,
-                                            limit=min(MAX_KEYS, max_keys + 1 - len(entries)))
-        jumped = False
+                                            limit=min(MAX_KEYS, max_keys + 1 - len(entries)),
+                                            delimiter=delimiter)
         for info in page.objects:
             cursor = info.key
             cut = info.key.find(delimiter, len(prefix)) if delimiter else -1
@@ -61,12 +61,15 @@ async def _walk(ctx: Context, bucket: str, prefix: str, delimiter: str, after: s
                 if common > after and not (entries and entries[-1][0] == common):
                     entries.append((common, None))
                 cursor = max(cursor, common + _PAST_PREFIX)
-                jumped = True
-            if len(entries) > max_keys or jumped:
+            if len(entries) > max_keys:
                 break
-        if len(entries) > max_keys or not (page.truncated or jumped):
+        truncated = len(entries) > max_keys
+        if not page.truncated:
             break
-    truncated = len(entries) > max_keys
+        # more keys follow a plain key: each is a key or a new common prefix, so one more
+        # entry exists and no extra round is needed to know the page is truncated
+        if len(entries) == max_keys and entries[-1][1] is not None:
+            truncated = True
     entries = entries[:max_keys]
     return _Listing([i for _, i in entries if i is not None],
                     [name for name, i in entries if i is None], truncated,

@@ -11,7 +11,13 @@ import time
 from collections import OrderedDict
 
 from gateway.crypto.sse import SSEOperation
-from gateway.objects.api import MAX_PART_NUMBER, MAX_PART_SIZE, CompletedPart, PartInfo
+from gateway.objects.api import (
+    MAX_PART_NUMBER,
+    MAX_PART_SIZE,
+    CompletedPart,
+    PartInfo,
+    UploadInfo,
+)
 from gateway.objects.errors import UploadNotFound
 
 from ..body import open_body, read_small_body
@@ -255,35 +261,71 @@ async def list_parts(ctx: Context) -> Response:
     return xml_response(root)
 
 
+_PAST_PREFIX = "\U0010ffff"  # sorts after every key under a common prefix
+
+
+async def _walk_uploads(ctx: Context, bucket: str, prefix: str, delimiter: str,
+                        key_marker: str, id_marker: str, max_uploads: int,
+                        ) -> tuple[list[tuple[str, UploadInfo | None]], bool]:
+    """Up to `max_uploads` entries after the markers: uploads, and common prefixes that each
+    count once (a later page never repeats one: it starts past the prefix)."""
+    entries: list[tuple[str, UploadInfo | None]] = []
+    if delimiter and key_marker.startswith(prefix) and key_marker.endswith(delimiter) and \
+            key_marker.find(delimiter, len(prefix)) == len(key_marker) - len(delimiter):
+        key_marker, id_marker = key_marker + _PAST_PREFIX, ""  # a NextKeyMarker prefix
+    after, after_id, skip_to = key_marker, id_marker, ""
+    while len(entries) <= max_uploads:
+        uploads, more = await ctx.layer.list_multipart_uploads(
+            bucket, prefix=prefix, key_marker=after, upload_id_marker=after_id,
+            limit=max_uploads + 1 - len(entries))
+        for upload in uploads:
+            after, after_id = upload.key, upload.upload_id
+            if upload.key <= skip_to:
+                continue
+            cut = upload.key.find(delimiter, len(prefix)) if delimiter else -1
+            if cut < 0:
+                entries.append((upload.key, upload))
+            else:
+                common = upload.key[: cut + len(delimiter)]
+                if common > key_marker:
+                    entries.append((common, None))
+                skip_to = common + _PAST_PREFIX
+            if len(entries) > max_uploads:
+                break
+        if skip_to > after:
+            after, after_id = skip_to, ""
+        if not more:
+            break
+    return entries[:max_uploads], len(entries) > max_uploads
+
+
 async def list_multipart_uploads(ctx: Context) -> Response:
     bucket = bucket_of(ctx)
     args = ctx.req.args
     prefix, delimiter = args.get("prefix", ""), args.get("delimiter", "")
     key_marker, id_marker = args.get("key-marker", ""), args.get("upload-id-marker", "")
     max_uploads = int_arg(ctx, "max-uploads", 1000, 0, 1000, clamp=True)
-    uploads, truncated = ([], False)
+    entries: list[tuple[str, UploadInfo | None]] = []
+    truncated = False
     if max_uploads:
-        uploads, truncated = await ctx.layer.list_multipart_uploads(
-            bucket, prefix=prefix, key_marker=key_marker, upload_id_marker=id_marker,
-            limit=max_uploads)
+        entries, truncated = await _walk_uploads(ctx, bucket, prefix, delimiter, key_marker,
+                                                 id_marker, max_uploads)
+    else:
+        await ctx.layer.head_bucket(bucket)
+    last_name, last = entries[-1] if entries and truncated else ("", None)
     root = Element("ListMultipartUploadsResult")
     root.add("Bucket", bucket)
     root.add("KeyMarker", key_marker)
     root.add("UploadIdMarker", id_marker)
-    root.add("NextKeyMarker", uploads[-1].key if uploads and truncated else "")
-    root.add("NextUploadIdMarker", uploads[-1].upload_id if uploads and truncated else "")
+    root.add("NextKeyMarker", last_name)
+    root.add("NextUploadIdMarker", last.upload_id if last is not None else "")
     if delimiter:
         root.add("Delimiter", delimiter)
     root.add("Prefix", prefix)
     root.add("MaxUploads", max_uploads)
     root.add("IsTruncated", truncated)
-    prefixes: list[str] = []
-    for upload in uploads:
-        cut = upload.key.find(delimiter, len(prefix)) if delimiter else -1
-        if cut >= 0:
-            common = upload.key[: cut + len(delimiter)]
-            if common not in prefixes:
-                prefixes.append(common)
+    for _, upload in entries:
+        if upload is None:
             continue
         item = root.add("Upload")
         item.add("Key", upload.key)
@@ -292,7 +334,7 @@ async def list_multipart_uploads(ctx: Context) -> Response:
         owner_element(item, ctx)
         item.add("StorageClass", "STANDARD")
         item.add("Initiated", iso8601(upload.initiated_ns))
-    for common in prefixes:
-        root.add("CommonPrefixes").add("Prefix", common)
+    for name, upload in entries:
+        if upload is None:
+            root.add("CommonPrefixes").add("Prefix", name)
     return xml_response(root)
-
