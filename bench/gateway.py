@@ -32,6 +32,26 @@ SWIFT = {
     ("GET", 1 << 20, 1): 82, ("GET", 1 << 20, 16): 135, ("PUT", 64 << 20, 1): 115,
     ("PUT", 64 << 20, 16): 165, ("GET", 64 << 20, 1): 388, ("GET", 64 << 20, 16): 395,
 }
+# The one-core limits of the machine Swift was measured on (PERFORMANCE.md), MB/s: Swift's
+# figures are scaled by this run's pipeline limit over that machine's, as this one is slower
+# or faster than it from run to run.
+SWIFT_MACHINE = {"md5": 860.0, "zfec_encode_4_2": 1500.0, "xxh3_128": 84000.0,
+                 "loopback_tcp": 5900.0}
+
+
+def put_pipeline(md5: float, zfec_encode_4_2: float, xxh3_128: float,
+                 loopback_tcp: float) -> float:
+    """MB/s of one core running every stage of a PUT back to back, per byte of object: read
+    from the client socket, MD5, zfec-encode, hash and send 1.5x of it to the nodes."""
+    return 1 / (1 / md5 + 1 / zfec_encode_4_2 + 1.5 / xxh3_128 + 2.5 / loopback_tcp)
+
+
+def get_pipeline(xxh3_128: float, loopback_tcp: float) -> float:
+    """MB/s of one core receiving an object from the nodes, checking its block hashes and
+    sending it to the client."""
+    return 1 / (1 / xxh3_128 + 2 / loopback_tcp)
+
+
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -75,7 +95,10 @@ class _Phase:
         self.cpu_client = time.process_time() - self.cpu_client
         self.peak_rss = _peak_rss_mib(self.gateway_pid)
 
-    def row(self, op: str, size: int, label: str, clients: int, limit: float) -> dict:
+    def row(self, op: str, size: int, label: str, clients: int, limit: float,
+            machine: float) -> dict:
+        """`limit`: the one-core pipeline MB/s of this run; `machine`: that over the same
+        pipeline on the machine Swift was measured on."""
         ops = len(self.latencies)
         mbps = self.bytes / self.elapsed / MB
         gigabytes = max(self.bytes / 1e9, 1e-9)
@@ -93,6 +116,7 @@ class _Phase:
             "client CPU %": 100 * self.cpu_client / self.elapsed,
             "x 1-core pipeline": mbps / limit,
             "x Swift": ours / swift if swift else None,
+            "x Swift, machine-adjusted": ours / (swift * machine) if swift else None,
         }
 
 
@@ -146,13 +170,11 @@ async def _delete_all(conns: list[S3Connection], bucket: str, keys: list[str]) -
 
 async def _measure(cluster) -> list[dict]:
     limits = measure()
-    # One core running every stage of the path back to back, per byte of object: PUT reads
-    # it from the client socket, MD5s it, zfec-encodes it, hashes and sends 1.5x of it to
-    # the nodes; GET receives it from the nodes, checks its hashes and sends it to the client.
-    tcp = limits.loopback_tcp
-    put_limit = 1 / (1 / limits.md5 + 1 / limits.zfec_encode_4_2 + 1.5 / limits.xxh3_128
-                     + 2.5 / tcp)
-    get_limit = 1 / (1 / limits.xxh3_128 + 2 / tcp)
+    here = {name: getattr(limits, name) for name in SWIFT_MACHINE}
+    put_limit = put_pipeline(**here)
+    get_limit = get_pipeline(here["xxh3_128"], here["loopback_tcp"])
+    put_machine = put_limit / put_pipeline(**SWIFT_MACHINE)
+    get_machine = get_limit / get_pipeline(SWIFT_MACHINE["xxh3_128"], SWIFT_MACHINE["loopback_tcp"])
     gateway = cluster.by_role("gateway")[0]
     host, port = gateway.address.rsplit(":", 1)
     access, secret = cluster.credentials
@@ -165,10 +187,10 @@ async def _measure(cluster) -> list[dict]:
             conns = [S3Connection(host, int(port), access, secret) for _ in range(clients)]
             put = _Phase(gateway.pid, node_pids)
             keys = await _put_phase(conns, "bench", size, f"{label}-{clients}", put)
-            rows.append(put.row("PUT", size, label, clients, put_limit))
+            rows.append(put.row("PUT", size, label, clients, put_limit, put_machine))
             get = _Phase(gateway.pid, node_pids)
             await _get_phase(conns, "bench", keys, get)
-            rows.append(get.row("GET", size, label, clients, get_limit))
+            rows.append(get.row("GET", size, label, clients, get_limit, get_machine))
             await _delete_all(conns, "bench", keys)
             for c in conns:
                 await c.close()
