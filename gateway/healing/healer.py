@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import grpc
 
@@ -48,6 +48,7 @@ __all__ = ["HealCounters", "HealResult", "Healer"]
 
 log = logging.getLogger("tessera.heal")
 DANGLING_GRACE = 300.0  # seconds: a younger version may be a commit still in flight
+DANGLING_RECHECK = 1.0  # seconds between the two surveys that must agree before a rollback
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,18 @@ class Healer:
         if views is None:
             return HealResult(bucket, key)
         verdict = self._judge(views, eset)
+        if verdict.dangling:
+            # Deleting is the one step that cannot be undone: it needs the same answer from a
+            # second survey, so a node's passing slip (a restart, a stale read) deletes nothing.
+            await asyncio.sleep(DANGLING_RECHECK)
+            views = await self._survey(bucket, key, eset)
+            if views is None:
+                return HealResult(bucket, key)
+            first = set(verdict.dangling)
+            verdict = self._judge(views, eset)
+            unconfirmed = tuple(v for v, holders in verdict.dangling if (v, holders) not in first)
+            verdict = replace(verdict, dangling=tuple(d for d in verdict.dangling if d in first),
+                              waiting=(*verdict.waiting, *unconfirmed))
         rolled = []
         for version_id, holders in verdict.dangling:
             await self._roll_back(bucket, key, version_id, holders, eset)
