@@ -65,6 +65,8 @@ ENV_LOG_LEVEL = "TESSERA_GATEWAY_LOG_LEVEL"
 ENV_BUCKET_CONFIG_TTL = "TESSERA_GATEWAY_BUCKET_CONFIG_TTL"
 ENV_PROMETHEUS_AUTH_TYPE = "MINIO_PROMETHEUS_AUTH_TYPE"  # "jwt" (default) or "public"
 ENV_SCANNER = "TESSERA_GATEWAY_SCANNER"  # "on": this gateway runs the heal scanner
+ENV_REQUESTS_MAX = "MINIO_API_REQUESTS_MAX"  # S3 requests served at once; 0 = from memory
+ENV_REQUESTS_DEADLINE = "MINIO_API_REQUESTS_DEADLINE"  # wait for a place, e.g. "10s"
 SECRET_FILE_SUFFIX = "_FILE"  # e.g. MINIO_ROOT_PASSWORD_FILE=/run/secrets/password
 
 DEFAULT_REGION = "us-east-1"
@@ -111,6 +113,8 @@ class GatewayConfig:
     auto_encryption: bool = False  # MINIO_KMS_AUTO_ENCRYPTION=on: SSE-S3 for plain writes
     bucket_config_ttl: float = 1.0  # TESSERA_GATEWAY_BUCKET_CONFIG_TTL (0 = ask every time)
     prometheus_auth: str = "jwt"  # MINIO_PROMETHEUS_AUTH_TYPE: jwt (bearer token) or public
+    requests_max: int = 0  # MINIO_API_REQUESTS_MAX; 0 = auto_requests_max() (gateway/s3/admission)
+    requests_deadline: float = 10.0  # MINIO_API_REQUESTS_DEADLINE, seconds
 
     def parity_for(self, set_size: int) -> int:
         """Parity shards per erasure set: the configured EC:n, else MinIO's default."""
@@ -193,6 +197,8 @@ def load_config(argv: Sequence[str] | None = None,
         kms=kms, auto_encryption=auto_encryption,
         bucket_config_ttl=_seconds(env, ENV_BUCKET_CONFIG_TTL, 1.0),
         prometheus_auth=prometheus_auth,
+        requests_max=_requests_max(env.get(ENV_REQUESTS_MAX, "")),
+        requests_deadline=_requests_deadline(env.get(ENV_REQUESTS_DEADLINE, "")),
     )
 
 
@@ -230,6 +236,39 @@ def kms_settings_from_env(env: Mapping[str, str]) -> KMSSettings | None:
         raise ConfigError(f"{ENV_CERT_FILE}/{ENV_KEY_FILE}/{ENV_CAPATH}: cannot load: "
                           f"{getattr(exc, 'reason', None) or exc}") from None
     return KMSSettings(kes, cache)
+
+
+def _requests_max(text: str) -> int:
+    text = text.strip() or "0"
+    if not text.isdigit():
+        raise ConfigError(f"{ENV_REQUESTS_MAX}={text!r} must be a whole number (0: from memory)")
+    return int(text)
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+_DURATION_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of a Go-style duration as MinIO takes it (`10s`, `500ms`, `2m`), or a number
+    of seconds; ValueError when it is neither."""
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise ValueError(text)
+    return float(match.group(1)) * _DURATION_UNIT[match.group(2)]
+
+
+def _requests_deadline(text: str) -> float:
+    if not text.strip():
+        return 10.0
+    try:
+        value = parse_duration(text)
+    except ValueError:
+        raise ConfigError(f"{ENV_REQUESTS_DEADLINE}={text!r} must be a duration such as 10s, "
+                          "500ms or 2m") from None
+    if value > 3600:
+        raise ConfigError(f"{ENV_REQUESTS_DEADLINE} must be at most 1h")
+    return value
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:

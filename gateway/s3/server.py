@@ -7,6 +7,7 @@ with that id (and its traceback) and answered `InternalError`, never a bare 500 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
@@ -18,6 +19,7 @@ from gateway.objects.errors import ObjectLayerError
 from gateway.ops import Operations
 from gateway.ops.operations import METRICS_PATH, OPS_PATHS
 
+from .admission import GateCollector, RequestGate, auto_requests_max
 from .errors import S3Error, to_s3_error
 from .handlers import ROUTES
 from .request import Context, Response, S3Request, new_request_id
@@ -46,6 +48,9 @@ class S3Application:
         self.sse = SSEService(kms, config.auto_encryption,
                               BucketDefaults(layer, config.bucket_config_ttl))
         self.ops = ops if ops is not None else Operations(config, layer)
+        self.gate = RequestGate(config.requests_max or auto_requests_max(),
+                                config.requests_deadline)
+        self.ops.metrics.registry.register(GateCollector(self.gate))
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -64,9 +69,12 @@ class S3Application:
         try:
             req = S3Request.from_scope(scope, self.config.domains, request_id)
             ctx = Context(req, self.layer, self.config, body, self.sse)
-            response = await self._handle(ctx)
-            status = response.status
-            await state.send_response(response, req, ctx)
+            # health and metrics pass the gate: a busy gateway must still look alive
+            async with (contextlib.nullcontext() if req.path in OPS_PATHS else
+                        self.gate.admit()):
+                response = await self._handle(ctx)
+                status = response.status
+                await state.send_response(response, req, ctx)
         except Exception as exc:  # every failure becomes an S3 error
             error = self._as_s3_error(exc, request_id)
             status, code = error.status, error.code
