@@ -62,6 +62,8 @@ def reload(cluster: Cluster, name: str, timeout: float = 3.0) -> str:
     while time.monotonic() < deadline:
         lines = [ln for ln in _read_from(log, start).splitlines() if "SIGHUP:" in ln]
         if lines:
+            time.sleep(0.1)  # the gateway writes all its lines at once; take the last too
+            lines = [ln for ln in _read_from(log, start).splitlines() if "SIGHUP:" in ln]
             return f"reload {name}:\n  " + "\n  ".join(ln.split("SIGHUP: ", 1)[1]
                                                       for ln in lines)
         time.sleep(0.05)

@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from kes.identity import identity_of_pem
 
-__all__ = ["CredentialReloader", "ServedCertificate", "load_server_certificate"]
+__all__ = ["CredentialReloader", "ServedCertificate", "check_pair", "load_server_certificate"]
 
 log = logging.getLogger("tessera.gateway")
 
@@ -54,6 +55,10 @@ class CredentialReloader:
         done, failed = [], []
         if self.kes is not None:
             try:
+                config = self.kes_config
+                if config is not None and config.cert_file:
+                    check_pair(Path(config.cert_file), Path(config.key_file),
+                               config.key_password or None)
                 self.kes.reload_identity()
                 if self.kes_probe is not None:
                     self.kes_probe.reload_identity()
@@ -66,6 +71,7 @@ class CredentialReloader:
             if context is None:
                 continue
             try:
+                check_pair(served.cert, served.key)
                 load_server_certificate(context, served.cert, served.key)
                 done.append(f"HTTPS certificate {served.cert} ({_describe_cert(served.cert)})")
             except (OSError, ValueError) as exc:
@@ -89,6 +95,23 @@ class CredentialReloader:
         except (OSError, ValueError):
             identity = "unknown"  # replaced again since it was loaded
         return f"KES client certificate {config.cert_file} (identity {identity})"
+
+
+def check_pair(cert: Path, key: Path, password: str | None = None) -> None:
+    """Raise ValueError naming the file when `cert` is not a PEM certificate, `key` not a PEM
+    private key, or the key is not the certificate's (clearer than OpenSSL's "PEM lib")."""
+    try:
+        leaf = x509.load_pem_x509_certificates(Path(cert).read_bytes())[0]
+    except ValueError:
+        raise ValueError(f"{cert} holds no PEM certificate") from None
+    try:
+        private = serialization.load_pem_private_key(
+            Path(key).read_bytes(), password.encode() if password else None)
+    except (ValueError, TypeError):
+        raise ValueError(f"{key} holds no readable PEM private key") from None
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if private.public_key().public_bytes(*spki) != leaf.public_key().public_bytes(*spki):
+        raise ValueError(f"the key in {key} is not the key of the certificate in {cert}")
 
 
 def load_server_certificate(context: ssl.SSLContext, cert: Path, key: Path) -> None:
@@ -120,8 +143,8 @@ def _describe_cert(path: Path) -> str:
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLError):
-        return f"{exc.reason or exc}" + (f" ({exc.library})" if exc.library else "")
+    if isinstance(exc, ssl.SSLError):  # after check_pair, mostly a CA file OpenSSL refused
+        return f"OpenSSL refused a file: {exc.reason or exc}"
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
     return (str(exc) or type(exc).__name__).splitlines()[0][:200]
