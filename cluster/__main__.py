@@ -1,7 +1,9 @@
 """`python -m cluster up|down|status|kill|stop|resume|restart|start|heal|corrupt|fill-disk|
-free-disk|load|prometheus-token`: the local cluster tool. `stop` is SIGSTOP (a frozen process,
-as in the chaos tests; `pause` is the same), `kill` is SIGKILL, `resume` is SIGCONT; `down`
-stops the whole cluster gracefully."""
+free-disk|load|prometheus-token|drain|undrain|reload`: the local cluster tool. `stop` is
+SIGSTOP (a frozen process, as in the chaos tests; `pause` is the same), `kill` is SIGKILL,
+`resume` is SIGCONT; `down` stops the whole cluster gracefully; `drain` / `undrain` take a
+gateway out of a load balancer's rotation and back, `reload` makes it re-read its
+certificates (SIGHUP)."""
 
 from __future__ import annotations
 
@@ -47,6 +49,13 @@ def _parser() -> argparse.ArgumentParser:
                        ("restart", "stop (gracefully) and start a process")):
         sp = sub.add_parser(name, help=text)
         sp.add_argument("name", help="process name, e.g. node-3, gateway-1, kes-2")
+    for name, text in (("drain", "make a gateway's readiness answer 503 (draining) while it "
+                                 "still serves S3"),
+                       ("undrain", "put a drained gateway back (readiness 200)"),
+                       ("reload", "SIGHUP a gateway: re-read its KES client and HTTPS "
+                                  "certificates")):
+        sp = sub.add_parser(name, help=text)
+        sp.add_argument("name", help="gateway name, e.g. gateway-1")
     heal = sub.add_parser("heal", help="run a full heal pass now and print what it repaired")
     heal.add_argument("--bucket", action="append", help="only this bucket (repeatable)")
     heal.add_argument("--deep", action="store_true",
@@ -173,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_heal(cluster, buckets=args.bucket, deep=args.deep,
                             concurrency=args.concurrency, verbose=args.verbose)
+        elif args.command in ("drain", "undrain", "reload"):
+            from . import gateway_control
+
+            print(getattr(gateway_control, args.command)(cluster, args.name))
         elif args.command == "corrupt":
             from .healing import corrupt_shard
 

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.topology import Topology, choose_set_size
+from common.topology import GatewayAddress, Topology, choose_set_size
 
 from . import disks
 from .certs import ClusterCA, identity_of_pem
@@ -267,6 +267,16 @@ class Cluster:
                                          extra={"https": https, "passthrough": passed}))
         self.records = records
 
+    def _list_gateways(self) -> None:
+        """The topology names every gateway, for the gateways' maintenance checks."""
+        if not self.topology_path.exists():
+            return
+        topology = self.topology
+        listed = tuple(GatewayAddress(g.name, f"http://{g.address}")
+                       for g in self.by_role("gateway"))
+        if topology.gateways != listed:
+            topology.with_gateways(listed).save(self.topology_path)
+
     def _log(self, name: str) -> str:
         return str(self.root / "logs" / f"{name}.log")
 
@@ -321,6 +331,7 @@ class Cluster:
             if spec and spec.gateway_env:
                 for gw in self.by_role("gateway"):
                     gw.env.update(spec.gateway_env)
+        self._list_gateways()
         self._save()
         running = [r for r in self.records if is_alive(r)]
         if len(running) == len(self.records):

@@ -4,7 +4,11 @@ Written by the launcher (`.cluster/topology.json`), read by gateways and tools. 
 
     {"version": 1,
      "nodes": [{"name": "node-1", "address": "127.0.0.1:9200"}, ...],
-     "sets": [["node-1", "node-2", ...], ...]}
+     "sets": [["node-1", "node-2", ...], ...],
+     "gateways": [{"name": "gateway-1", "url": "http://127.0.0.1:9000"}, ...]}
+
+`gateways` is optional: the S3 gateways serving this cluster, which a gateway's maintenance
+check (`/minio/health/cluster?maintenance=true`) asks whether another one still serves.
 
 Set order is significant: an object's set is chosen by hash modulo the number of sets, and a
 shard's node by its position inside the set, so the file must not be reordered once data exists.
@@ -16,7 +20,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["NodeAddress", "Topology", "TopologyError", "choose_set_size"]
+__all__ = ["GatewayAddress", "NodeAddress", "Topology", "TopologyError", "choose_set_size"]
 
 FORMAT_VERSION = 1
 
@@ -32,9 +36,16 @@ class NodeAddress:
 
 
 @dataclass(frozen=True)
+class GatewayAddress:
+    name: str
+    url: str  # http(s)://host:port where its health endpoints answer
+
+
+@dataclass(frozen=True)
 class Topology:
     nodes: tuple[NodeAddress, ...]
     sets: tuple[tuple[str, ...], ...]
+    gateways: tuple[GatewayAddress, ...] = ()  # empty: not listed
 
     def __post_init__(self) -> None:
         names = [n.name for n in self.nodes]
@@ -66,14 +77,17 @@ class Topology:
         raise KeyError(name)
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "version": FORMAT_VERSION,
-                "nodes": [{"name": n.name, "address": n.address} for n in self.nodes],
-                "sets": [list(s) for s in self.sets],
-            },
-            indent=2,
-        )
+        doc: dict = {
+            "version": FORMAT_VERSION,
+            "nodes": [{"name": n.name, "address": n.address} for n in self.nodes],
+            "sets": [list(s) for s in self.sets],
+        }
+        if self.gateways:
+            doc["gateways"] = [{"name": g.name, "url": g.url} for g in self.gateways]
+        return json.dumps(doc, indent=2)
+
+    def with_gateways(self, gateways: tuple[GatewayAddress, ...]) -> Topology:
+        return Topology(self.nodes, self.sets, tuple(gateways))
 
     def save(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")
@@ -88,9 +102,15 @@ class Topology:
                 raise TopologyError(f"topology: unsupported version {doc.get('version')!r}")
             nodes = tuple(NodeAddress(str(n["name"]), str(n["address"])) for n in doc["nodes"])
             sets = tuple(tuple(str(m) for m in s) for s in doc["sets"])
+            gateways = tuple(GatewayAddress(str(g["name"]), str(g["url"]))
+                             for g in doc.get("gateways") or ())
         except (KeyError, TypeError, json.JSONDecodeError) as exc:
             raise TopologyError(f"topology: malformed file: {exc}") from exc
-        return cls(nodes, sets)
+        for g in gateways:
+            if not g.url.startswith(("http://", "https://")):
+                raise TopologyError(f"topology: gateway {g.name!r} url {g.url!r} is not "
+                                    "http(s)://host:port")
+        return cls(nodes, sets, gateways)
 
     @classmethod
     def load(cls, path: Path) -> Topology:

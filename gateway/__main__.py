@@ -1,5 +1,6 @@
 """`python -m gateway`: read the configuration, build the S3 application, serve HTTP and/or
-HTTPS from one process (two uvicorn servers on one uvloop event loop)."""
+HTTPS from one process (two uvicorn servers on one uvloop event loop). SIGINT/SIGTERM stop it
+gracefully; SIGHUP reloads the KES client and HTTPS certificates (gateway/ops/reload.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,13 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.ops.reload import CredentialReloader, ServedCertificate
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
 
 log = logging.getLogger("tessera.gateway")
 
@@ -38,12 +44,13 @@ async def _serve(config: GatewayConfig) -> int:
     gateway = build_gateway(config)
     try:
         await gateway.start()
-        return await _run(config, gateway.app)
+        return await _run(config, gateway)
     finally:
         await gateway.close()
 
 
-async def _run(config: GatewayConfig, app: object) -> int:
+async def _run(config: GatewayConfig, gateway: Gateway) -> int:
+    app = gateway.app
     servers = _servers(config, app)
 
     def stop() -> None:
@@ -53,6 +60,7 @@ async def _run(config: GatewayConfig, app: object) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
+    loop.add_signal_handler(signal.SIGHUP, _reloader(config, gateway, servers).reload)
     # uvicorn's own signal capture would let only one of the two servers see a signal
     for server in servers:
         server.capture_signals = _no_signal_capture  # type: ignore[method-assign]
@@ -70,6 +78,16 @@ async def _run(config: GatewayConfig, app: object) -> int:
         if healer is not None:
             await healer.close()
     return 0 if all(server.started for server in servers) else 1
+
+
+def _reloader(config: GatewayConfig, gateway: Gateway, servers: list) -> CredentialReloader:
+    served = []
+    if config.tls_listen and config.tls_cert and config.tls_key:
+        https = servers[-1]  # _servers puts the HTTPS server last
+        served.append(ServedCertificate(lambda: getattr(https.config, "ssl", None),
+                                        config.tls_cert, config.tls_key))
+    return CredentialReloader(kes=gateway.kms, kes_probe=gateway.app.ops.kms_probe,
+                              kes_config=config.kms.kes if config.kms else None, served=served)
 
 
 class _no_signal_capture:

@@ -67,6 +67,9 @@ ENV_PROMETHEUS_AUTH_TYPE = "MINIO_PROMETHEUS_AUTH_TYPE"  # "jwt" (default) or "p
 ENV_SCANNER = "TESSERA_GATEWAY_SCANNER"  # "on": this gateway runs the heal scanner
 ENV_REQUESTS_MAX = "MINIO_API_REQUESTS_MAX"  # S3 requests served at once; 0 = from memory
 ENV_REQUESTS_DEADLINE = "MINIO_API_REQUESTS_DEADLINE"  # wait for a place, e.g. "10s"
+# while this file exists /minio/health/ready answers 503 "draining" (default <state-dir>/drain)
+ENV_DRAIN_FILE = "TESSERA_DRAIN_FILE"
+DRAIN_FILE_NAME = "drain"
 SECRET_FILE_SUFFIX = "_FILE"  # e.g. MINIO_ROOT_PASSWORD_FILE=/run/secrets/password
 
 DEFAULT_REGION = "us-east-1"
@@ -115,6 +118,7 @@ class GatewayConfig:
     prometheus_auth: str = "jwt"  # MINIO_PROMETHEUS_AUTH_TYPE: jwt (bearer token) or public
     requests_max: int = 0  # MINIO_API_REQUESTS_MAX; 0 = auto_requests_max() (gateway/s3/admission)
     requests_deadline: float = 10.0  # MINIO_API_REQUESTS_DEADLINE, seconds
+    drain_file: Path | None = None  # exists => draining (ready 503); None: no drain switch
 
     def parity_for(self, set_size: int) -> int:
         """Parity shards per erasure set: the configured EC:n, else MinIO's default."""
@@ -143,6 +147,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--scanner", action="store_true",
                    help=f"run the background heal scanner here; one gateway of a cluster is "
                         f"enough (env {ENV_SCANNER}=on)")
+    p.add_argument("--drain-file",
+                   help=f"while this file exists /minio/health/ready answers 503 (draining) "
+                        f"and S3 is still served (env {ENV_DRAIN_FILE}, default "
+                        f"<state-dir>/{DRAIN_FILE_NAME})")
     return p
 
 
@@ -184,10 +192,13 @@ def load_config(argv: Sequence[str] | None = None,
     level = (args.log_level or env.get(ENV_LOG_LEVEL) or "info").lower()
     if level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log level {level!r} is not one of debug, info, warning, error")
+    state_dir = Path(args.state_dir) if args.state_dir else None
+    drain = args.drain_file or env.get(ENV_DRAIN_FILE, "").strip()
+    drain_file = Path(drain) if drain else (state_dir / DRAIN_FILE_NAME if state_dir else None)
     return GatewayConfig(
         access_key=access, secret_key=secret, listen=listen, tls_listen=tls_listen,
         tls_cert=tls_cert, tls_key=tls_key, topology=topology,
-        state_dir=Path(args.state_dir) if args.state_dir else None,
+        state_dir=state_dir, drain_file=drain_file,
         node_cert=node_tls[0], node_key=node_tls[1], node_ca=node_tls[2],
         memory=args.memory, parity=parity,
         domains=_domains(args.domain or env.get(ENV_DOMAIN, "")),

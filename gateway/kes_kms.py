@@ -85,6 +85,11 @@ class KESKMS:
             raise EncryptionError(f"KES refused the default key {self._default!r}: "
                                   f"{exc.status} {exc.message}") from exc
 
+    def reload_identity(self) -> None:
+        """Re-read MINIO_KMS_KES_CERT_FILE/KEY_FILE/CAPATH (SIGHUP); raises and keeps the old
+        identity when a file cannot be loaded."""
+        self.client.reload_identity()
+
     async def aclose(self) -> None:
         await self.client.aclose()
 

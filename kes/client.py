@@ -207,6 +207,12 @@ class KESClient:
     async def aclose(self) -> None:
         await self._pool.aclose()
 
+    def reload_identity(self) -> None:
+        """Re-read the client certificate, key and CA files (MinIO reloads them on SIGHUP):
+        new connections present the new identity, calls in flight finish on theirs. A file
+        that cannot be loaded raises (OSError, ValueError) and the old identity stays."""
+        self._pool.replace_context(client_ssl_context(self.config))
+
     # ---- transport and failover ----
 
     async def _attempt(self, endpoint: _Endpoint, method: str, path: str,

@@ -26,11 +26,13 @@ _MAX_BODY = 16 << 20
 
 
 class _Conn:
-    __slots__ = ("reader", "used", "writer")
+    __slots__ = ("generation", "reader", "used", "writer")
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 generation: int = 0):
         self.reader, self.writer = reader, writer
         self.used = time.monotonic()
+        self.generation = generation  # the pool's TLS context it was made with
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -69,6 +71,16 @@ class KeepAlivePool:
         self.max_idle = max_idle
         self.idle_expiry = idle_expiry
         self._idle: dict[tuple[str, int], deque[_Conn]] = {}
+        self._generation = 0
+
+    def replace_context(self, ssl_context: ssl.SSLContext | None) -> None:
+        """New connections use `ssl_context` (a reloaded client certificate): idle ones made
+        with the old context are closed now, busy ones when their request is done."""
+        self.ssl_context = ssl_context
+        self._generation += 1
+        for idle in self._idle.values():
+            while idle:
+                idle.pop().close()
 
     def _take(self, key: tuple[str, int]) -> _Conn | None:
         idle = self._idle.get(key)
@@ -82,7 +94,7 @@ class KeepAlivePool:
 
     def _give_back(self, key: tuple[str, int], conn: _Conn) -> None:
         idle = self._idle.setdefault(key, deque())
-        if len(idle) >= self.max_idle:
+        if len(idle) >= self.max_idle or conn.generation != self._generation:
             conn.close()
             return
         conn.used = time.monotonic()
@@ -95,7 +107,7 @@ class KeepAlivePool:
                 server_hostname=host if self.ssl_context else None, limit=_MAX_HEADER)
         except (OSError, ssl.SSLError) as exc:
             raise ConnectFailed(str(exc) or type(exc).__name__) from exc
-        return _Conn(reader, writer)
+        return _Conn(reader, writer, self._generation)
 
     async def request(self, host: str, port: int, method: str, target: str,
                       body: bytes | None = None, headers: dict[str, str] | None = None) -> Reply:

@@ -85,11 +85,15 @@ class HealthSnapshot:
     def ready(self) -> bool:
         return self.writable and self.kms_reachable
 
+    def why_not_writable(self) -> str:
+        """The sets below write quorum, in one line ("" when every set is writable)."""
+        return "; ".join(f"erasure set {s.index} has {len(s.online)} of {len(s.nodes)} nodes "
+                         f"online, below its write quorum of {s.write_quorum}"
+                         for s in self.sets if not s.writable)
+
     def why_not_ready(self) -> str:
         """One line for the 503 body of /minio/health/ready."""
-        reasons = [f"erasure set {s.index} has {len(s.online)} of {len(s.nodes)} nodes online, "
-                   f"below its write quorum of {s.write_quorum}"
-                   for s in self.sets if not s.writable]
+        reasons = [self.why_not_writable()] if not self.writable else []
         if not self.kms_reachable:
             reasons.append("no KES endpoint answers (" + "; ".join(
                 f"{p.endpoint}: {p.detail}" for p in self.kms or ()) + ")")

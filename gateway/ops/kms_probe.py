@@ -30,8 +30,13 @@ class KMSProbe:
 
     def __init__(self, config: KESConfig, timeout: float = PROBE_TIMEOUT):
         self.endpoints = config.endpoints
+        self._config = config
         self.timeout = timeout
         self._pool = KeepAlivePool(client_ssl_context(config), max_idle=2)
+
+    def reload_identity(self) -> None:
+        """Re-read the client certificate files (see KESClient.reload_identity)."""
+        self._pool.replace_context(client_ssl_context(self._config))
 
     async def probe(self) -> tuple[KMSEndpointProbe, ...]:
         return tuple(await asyncio.gather(*(self._one(e) for e in self.endpoints)))

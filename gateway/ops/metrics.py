@@ -42,10 +42,12 @@ disable_created_metrics()
 class MetricSources:
     """Where the scrape-time gauges come from; each getter may return None (not present)."""
 
-    def __init__(self, layer: Any, *, kes: Any = None, kms_cache: Any = None):
+    def __init__(self, layer: Any, *, kes: Any = None, kms_cache: Any = None,
+                 drain: Any = None):
         self.layer = layer
         self.kes = kes  # kes.client.KESClient
         self.kms_cache = kms_cache  # gateway.crypto.cache.CachingKMS
+        self.drain = drain  # gateway.ops.drain.DrainSwitch
 
     def layer_statistics(self) -> Any:
         stats = getattr(self.layer, "statistics", None)
@@ -124,6 +126,10 @@ class _ScrapeCollector:
         yield info
         yield _gauge("tessera_gateway_uptime_seconds", "Seconds since this gateway started",
                      time.time() - m.started)
+        drain = m.sources.drain
+        yield _gauge("tessera_gateway_draining", "1 while the operator's drain file exists "
+                     "(ready answers 503, S3 is still served)",
+                     1 if drain is not None and drain.draining else 0)
         for producer in (_cluster, _node_pool, _heal, _kes, _cache):
             yield from producer(m)
 

@@ -110,7 +110,7 @@ class S3Application:
             denied = self.ops.metrics_denied(req.h.get("authorization"))
             if denied:
                 raise S3Error("AccessDenied", denied)
-        status, headers, body = await self.ops.answer(req.path, req.method)
+        status, headers, body = await self.ops.answer(req.path, req.method, req.query)
         return Response(status, headers, body)
 
     def _as_s3_error(self, exc: Exception, request_id: str) -> S3Error:
