@@ -86,6 +86,8 @@ class PutMetadata:
     # x-amz-checksum-* the client asked to store: algorithm ("CRC32", "CRC32C", "CRC64NVME",
     # "SHA1", "SHA256") -> base64 value. Filled in after the body is read when sent as a trailer.
     checksums: Mapping[str, str] = field(default_factory=dict)
+    # the object's tag set (S3 object tagging), key -> value, checked by the S3 front
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -208,11 +210,21 @@ class ObjectLayer(Protocol):
     async def update_metadata(
         self, bucket: str, key: str, version_id: str, *, rewrap: SSEParams | None = None,
         sse_c: SSECustomerKey | None = None, metadata: PutMetadata | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> ObjectInfo:
         """Rewrites one version's metadata in place, its data untouched: `rewrap` re-seals an
         encrypted object's key exactly as asked (key rotation, or a CopyObject onto itself
         that changes the encryption; `sse_c` is its current customer key when SSE-C);
-        `metadata` replaces the user metadata and sets the modification time to now."""
+        `metadata` replaces the user metadata and sets the modification time to now; `tags`
+        replaces the tag set (applied after `metadata`) and leaves the modification time.
+        `version_id` "" is the current version. No key is needed to change tags."""
+        ...
+
+    async def object_tags(
+        self, bucket: str, key: str, *, version_id: str | None = None,
+    ) -> tuple[str, Mapping[str, str]]:
+        """The version id and tag set of a version (the current one when None), read without
+        opening its encryption key (S3 asks no SSE-C key for GetObjectTagging)."""
         ...
 
     # multipart

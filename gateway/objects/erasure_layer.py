@@ -160,13 +160,15 @@ class ErasureObjectLayer:
     async def update_metadata(self, bucket: str, key: str, version_id: str, *,
                               rewrap: SSEParams | None = None,
                               sse_c: SSECustomerKey | None = None,
-                              metadata: PutMetadata | None = None) -> ObjectInfo:
+                              metadata: PutMetadata | None = None,
+                              tags: Mapping[str, str] | None = None) -> ObjectInfo:
         """Rewrites one version's metadata in place, its data untouched.
 
         rewrap: re-seal the object key exactly as these parameters ask (key rotation; a
             CopyObject onto itself that changes the encryption); `sse_c` is the object's
             current customer key when it is SSE-C. The object key, hence the data, stays.
         metadata: new user metadata; also sets the modification time to now (CopyObject).
+        tags: the new tag set (object tagging); the modification time stays, as on S3.
         """
         opened: list[tuple[EncryptionMetadata, bytes]] = []
 
@@ -181,6 +183,8 @@ class ErasureObjectLayer:
                 meta = replace(meta, encryption=resealed.to_dict())
             if metadata is not None:
                 meta = replace(meta, metadata=metadata, mod_time_ns=time.time_ns())
+            if tags is not None:
+                meta = replace(meta, metadata=replace(meta.metadata, tags=dict(tags)))
             return meta
 
         info = await self.rewrite_metadata(bucket, key, version_id, change)
@@ -188,6 +192,15 @@ class ErasureObjectLayer:
             resealed, object_key = opened[0]
             info = replace(info, etag=client_etag(resealed, info.etag, object_key))
         return info
+
+    async def object_tags(self, bucket: str, key: str, *,
+                          version_id: str | None = None) -> tuple[str, Mapping[str, str]]:
+        eset = self.ctx.placement.locate(bucket, key)
+        chosen = await read_version(self.ctx, bucket, key, eset, version_id=version_id or "",
+                                    include_inline=False)
+        if chosen.delete_marker:
+            raise oe.ObjectNotFound(f"{bucket}/{key} was deleted")
+        return chosen.version_id, dict(chosen.meta.metadata.tags)
 
     async def rewrite_metadata(
             self, bucket: str, key: str, version_id: str,

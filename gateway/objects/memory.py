@@ -215,15 +215,25 @@ class MemoryObjectLayer:
     async def update_metadata(self, bucket: str, key: str, version_id: str, *,
                               rewrap: SSEParams | None = None,
                               sse_c: SSECustomerKey | None = None,
-                              metadata: PutMetadata | None = None) -> ObjectInfo:
-        reader = await self.open_object(bucket, key, version_id=version_id, sse_c=sse_c)
+                              metadata: PutMetadata | None = None,
+                              tags: Mapping[str, str] | None = None) -> ObjectInfo:
+        reader = await self.open_object(bucket, key, version_id=version_id or None,
+                                        sse_c=sse_c)
         if rewrap is not None:
             raise oe.KMSNotConfigured("the in-memory object layer does not encrypt")
-        if metadata is None:
-            return reader.info
         version = self._bucket(bucket).objects[key]
-        version.info = replace(version.info, metadata=metadata, last_modified_ns=time.time_ns())
-        return version.info
+        if metadata is not None:
+            version.info = replace(version.info, metadata=metadata,
+                                   last_modified_ns=time.time_ns())
+        if tags is not None:
+            version.info = replace(version.info,
+                                   metadata=replace(version.info.metadata, tags=dict(tags)))
+        return version.info if metadata is not None or tags is not None else reader.info
+
+    async def object_tags(self, bucket: str, key: str, *,
+                          version_id: str | None = None) -> tuple[str, Mapping[str, str]]:
+        info = (await self.open_object(bucket, key, version_id=version_id)).info
+        return info.version_id, dict(info.metadata.tags)
 
     # ---- multipart ----
 

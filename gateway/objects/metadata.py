@@ -52,14 +52,17 @@ def _loads(blob: bytes, what: str) -> dict[str, Any]:
 
 
 def _put_metadata_doc(m: PutMetadata) -> dict[str, Any]:
-    return {"ct": m.content_type, "hdr": dict(m.headers), "um": dict(m.user_metadata),
-            "ck": dict(m.checksums)}
+    doc = {"ct": m.content_type, "hdr": dict(m.headers), "um": dict(m.user_metadata),
+           "ck": dict(m.checksums)}
+    if m.tags:  # absent when untagged: blobs of untagged objects stay as they were
+        doc["tg"] = dict(m.tags)
+    return doc
 
 
 def _put_metadata(doc: Mapping[str, Any]) -> PutMetadata:
     return PutMetadata(content_type=doc.get("ct", "binary/octet-stream"),
                        headers=dict(doc.get("hdr", {})), user_metadata=dict(doc.get("um", {})),
-                       checksums=dict(doc.get("ck", {})))
+                       checksums=dict(doc.get("ck", {})), tags=dict(doc.get("tg", {})))
 
 
 def encryption_info(record: Mapping[str, Any] | None) -> EncryptionInfo | None:

@@ -48,6 +48,7 @@ CODES: dict[str, ErrorSpec] = {
              "order by part number."),
     "InvalidRequest": ErrorSpec(400, "Invalid Request."),
     "InvalidStorageClass": ErrorSpec(400, "The storage class you specified is not valid."),
+    "InvalidTag": ErrorSpec(400, "Your request contains tag input that is not valid."),
     "InvalidURI": ErrorSpec(400, "Couldn't parse the specified URI."),
     "KeyTooLongError": ErrorSpec(400, "Your key is too long."),
     "KMS.InvalidCiphertextException": ErrorSpec(
@@ -85,6 +86,7 @@ CODES: dict[str, ErrorSpec] = {
         404, "The specified multipart upload does not exist. The upload ID may be invalid, or "
              "the upload may have been aborted or completed."),
     "NoSuchVersion": ErrorSpec(404, "The specified version does not exist."),
+    "NoSuchTagSet": ErrorSpec(404, "The TagSet does not exist."),
     "ServerSideEncryptionConfigurationNotFoundError": ErrorSpec(
         404, "The server side encryption configuration was not found."),
     # others

@@ -11,6 +11,7 @@ from gateway.objects.api import ObjectInfo, PutMetadata
 
 from .checksums import header_name
 from .errors import S3Error
+from .tagging import parse_tagging_header
 
 __all__ = [
     "STORED_HEADERS",
@@ -54,7 +55,8 @@ def _content_encoding(value: str) -> str:
 
 def put_metadata(h: Mapping[str, str], checksums: Mapping[str, str] | None = None
                  ) -> PutMetadata:
-    """The metadata a PUT, CopyObject (REPLACE) or CreateMultipartUpload asks to store."""
+    """The metadata a PUT, CopyObject (REPLACE) or CreateMultipartUpload asks to store, with
+    the tag set of its x-amz-tagging header."""
     headers: dict[str, str] = {}
     for name in STORED_HEADERS:
         if name in h:
@@ -67,7 +69,8 @@ def put_metadata(h: Mapping[str, str], checksums: Mapping[str, str] | None = Non
         raise S3Error("MetadataTooLarge")
     return PutMetadata(content_type=h.get("content-type") or "binary/octet-stream",
                        headers=headers, user_metadata=user,
-                       checksums=checksums if checksums is not None else {})
+                       checksums=checksums if checksums is not None else {},
+                       tags=parse_tagging_header(h.get("x-amz-tagging", "")))
 
 
 def object_headers(info: ObjectInfo, *, with_checksums: bool = False) -> dict[str, str]:
@@ -82,6 +85,8 @@ def object_headers(info: ObjectInfo, *, with_checksums: bool = False) -> dict[st
     headers.update(meta.headers)
     for name, value in meta.user_metadata.items():
         headers[USER_PREFIX + name.lower()] = value
+    if meta.tags:
+        headers["x-amz-tagging-count"] = str(len(meta.tags))
     if with_checksums:
         headers.update(checksum_headers(meta.checksums))
     return headers

@@ -1,7 +1,7 @@
 """The route table: each S3 operation is a record of method, target (service, bucket or object),
 the query parameters and header that select it, its body limit and its handler.
 
-A request carrying an S3 subresource (`?versioning`, `?tagging`, ...) that no route declares is
+A request carrying an S3 subresource (`?lifecycle`, `?policy`, ...) that no route declares is
 answered 501 NotImplemented, never routed to a plain bucket or object operation.
 """
 

@@ -105,7 +105,7 @@ def test_bucket_acl_reports_owner(client):
 
 
 @pytest.mark.parametrize(("method", "query"), [
-    ("GET", "policy"), ("PUT", "policy"), ("GET", "tagging"), ("PUT", "tagging"),
+    ("GET", "policy"), ("PUT", "policy"),
     ("GET", "lifecycle"), ("PUT", "versioning"), ("PUT", "acl"), ("GET", "cors"),
     ("DELETE", "cors"), ("GET", "website"), ("GET", "object-lock"), ("GET", "replication"),
     ("GET", "notification"), ("GET", "logging"),
@@ -123,7 +123,7 @@ def test_unsupported_bucket_subresources_are_501(s3, client, method, query):
 
 
 @pytest.mark.parametrize(("method", "query"), [
-    ("GET", "tagging"), ("PUT", "tagging"), ("PUT", "acl"), ("GET", "retention"),
+    ("PUT", "acl"), ("GET", "retention"),
     ("GET", "legal-hold"), ("POST", "restore"), ("GET", "attributes")])
 def test_unsupported_object_subresources_are_501(s3, client, method, query):
     name = _name("osub")

@@ -40,10 +40,12 @@ HEADER_NAMES = ["range", "if-match", "if-none-match", "if-modified-since", "if-u
                 "x-amz-decoded-content-length", "content-encoding", "x-amz-copy-source",
                 "x-amz-copy-source-range", "x-amz-metadata-directive", "x-amz-meta-fuzz",
                 "content-type", "x-amz-checksum-mode", "x-amz-copy-source-if-match",
-                "x-amz-server-side-encryption", "expect", "x-amz-storage-class"]
-XML_ROOTS = ["Delete", "CompleteMultipartUpload", "CreateBucketConfiguration", "Other"]
+                "x-amz-server-side-encryption", "expect", "x-amz-storage-class", "x-amz-tagging",
+                "x-amz-tagging-directive"]
+XML_ROOTS = ["Delete", "CompleteMultipartUpload", "CreateBucketConfiguration", "Tagging",
+             "Other"]
 CHILDREN = ["Object", "Key", "Quiet", "Part", "PartNumber", "ETag", "LocationConstraint",
-            "ChecksumCRC32"]
+            "ChecksumCRC32", "TagSet", "Tag", "Value"]
 
 
 @st.composite

@@ -352,7 +352,7 @@ def test_error_body_carries_request_id(s3, bucket):
 
 def test_unsupported_write_features_are_refused_not_dropped(client, bucket):
     client.put_object(Bucket=bucket, Key="guarded", Body=b"original")
-    for kwargs in ({"IfNoneMatch": "*"}, {"Tagging": "a=b"},
+    for kwargs in ({"IfNoneMatch": "*"},
                    {"ObjectLockMode": "GOVERNANCE",
                     "ObjectLockRetainUntilDate": datetime(2030, 1, 1, tzinfo=UTC)}):
         with pytest.raises(ClientError) as exc:

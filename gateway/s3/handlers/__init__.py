@@ -5,13 +5,15 @@ from __future__ import annotations
 from gateway.objects.api import MAX_PART_SIZE, MAX_SINGLE_PUT
 
 from ..router import Route
-from . import bucket, copy, listing, multipart, objects
+from ..tagging import MAX_TAGGING_BODY
+from . import bucket, copy, listing, multipart, objects, tagging
 
 __all__ = ["ROUTES"]
 
 SMALL = 64 * 1024
 XML_DELETE = objects.MAX_DELETE_BODY
 XML_COMPLETE = multipart.MAX_COMPLETE_BODY
+TAGGING = MAX_TAGGING_BODY
 
 ROUTES: list[Route] = [
     # service
@@ -28,6 +30,10 @@ ROUTES: list[Route] = [
     Route("PutBucketEncryption", "PUT", "bucket", bucket.bucket_encryption, ("encryption",)),
     Route("DeleteBucketEncryption", "DELETE", "bucket", bucket.bucket_encryption,
           ("encryption",)),
+    Route("GetBucketTagging", "GET", "bucket", tagging.bucket_tagging, ("tagging",)),
+    Route("PutBucketTagging", "PUT", "bucket", tagging.bucket_tagging, ("tagging",),
+          max_body=TAGGING),
+    Route("DeleteBucketTagging", "DELETE", "bucket", tagging.bucket_tagging, ("tagging",)),
     Route("ListObjectsV2", "GET", "bucket", listing.list_objects_v2, ("list-type",)),
     Route("ListObjects", "GET", "bucket", listing.list_objects_v1),
     Route("ListObjectVersions", "GET", "bucket", listing.list_object_versions, ("versions",)),
@@ -42,6 +48,10 @@ ROUTES: list[Route] = [
     Route("HeadObject", "HEAD", "object", objects.head_object),
     Route("DeleteObject", "DELETE", "object", objects.delete_object),
     Route("GetObjectAcl", "GET", "object", bucket.get_acl, ("acl",)),
+    Route("GetObjectTagging", "GET", "object", tagging.object_tagging, ("tagging",)),
+    Route("PutObjectTagging", "PUT", "object", tagging.object_tagging, ("tagging",),
+          max_body=TAGGING),
+    Route("DeleteObjectTagging", "DELETE", "object", tagging.object_tagging, ("tagging",)),
     # multipart
     Route("CreateMultipartUpload", "POST", "object", multipart.create_multipart_upload,
           ("uploads",)),

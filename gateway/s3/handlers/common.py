@@ -14,10 +14,10 @@ __all__ = ["bucket_of", "check_acl_headers", "check_write_headers", "int_arg", "
            "owner_element", "version_arg", "xml_response"]
 
 # Write headers for features we do not have: refused, never silently dropped (a client that
-# sends If-None-Match: * relies on it not to overwrite; one that sends tags expects them kept).
+# sends If-None-Match: * relies on it not to overwrite; one that locks expects it honoured).
 _UNSUPPORTED_WRITE_HEADERS = {
     "if-match": "Conditional writes", "if-none-match": "Conditional writes",
-    "x-amz-tagging": "Object tagging", "x-amz-object-lock-mode": "Object lock",
+    "x-amz-object-lock-mode": "Object lock",
     "x-amz-object-lock-retain-until-date": "Object lock",
     "x-amz-object-lock-legal-hold": "Object lock",
     "x-amz-website-redirect-location": "Website redirects",

@@ -1,6 +1,6 @@
-"""Server-side copies: CopyObject (metadata directive COPY/REPLACE, copy-source conditions) and
-UploadPartCopy (with x-amz-copy-source-range). Bytes stream from the source reader straight
-into the destination write; nothing is buffered whole."""
+"""Server-side copies: CopyObject (metadata and tagging directives COPY/REPLACE, copy-source
+conditions) and UploadPartCopy (with x-amz-copy-source-range). Bytes stream from the source
+reader straight into the destination write; nothing is buffered whole."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from ..metadata import put_metadata
 from ..names import check_bucket_name, check_key
 from ..request import Context, Response
 from ..sse import encryption_headers, read_keys, write_sse
+from ..tagging import parse_tagging_header
 from ..xml import Element, iso8601
 from .common import check_write_headers, int_arg, object_of, version_arg, xml_response
 
@@ -76,9 +77,26 @@ async def open_copy_source(ctx: Context, source_key: SSECustomerKey | None,
     return reader, bucket, key
 
 
+def _directive(ctx: Context, header: str) -> str:
+    value = ctx.req.h.get(header, "COPY").upper()
+    if value not in ("COPY", "REPLACE"):
+        what = "metadata" if "metadata" in header else "tagging"
+        raise S3Error("InvalidArgument", f"Unknown {what} directive.",
+                      ArgumentName=header, ArgumentValue=value[:32])
+    return value
+
+
+def _copied_tags(ctx: Context, source: ObjectInfo) -> dict[str, str]:
+    """The destination's tag set: the source's (COPY, the default) or x-amz-tagging's."""
+    if _directive(ctx, "x-amz-tagging-directive") == "REPLACE":
+        return parse_tagging_header(ctx.req.h.get("x-amz-tagging", ""))
+    return dict(source.metadata.tags)
+
+
 def _changes_something(ctx: Context) -> bool:
     h = ctx.req.h
     return (h.get("x-amz-metadata-directive", "COPY").upper() == "REPLACE"
+            or h.get("x-amz-tagging-directive", "COPY").upper() == "REPLACE"
             or any(name.startswith("x-amz-server-side-encryption") for name in h)
             or "x-amz-storage-class" in h)
 
@@ -86,11 +104,8 @@ def _changes_something(ctx: Context) -> bool:
 async def copy_object(ctx: Context) -> Response:
     bucket, key = object_of(ctx)
     check_write_headers(ctx)
-    h = ctx.req.h
-    directive = h.get("x-amz-metadata-directive", "COPY").upper()
-    if directive not in ("COPY", "REPLACE"):
-        raise S3Error("InvalidArgument", "Unknown metadata directive.",
-                      ArgumentName="x-amz-metadata-directive", ArgumentValue=directive[:32])
+    directive = _directive(ctx, "x-amz-metadata-directive")
+    _directive(ctx, "x-amz-tagging-directive")
     sse, request = await write_sse(ctx, bucket, SSEOperation.COPY_OBJECT)
     reader, src_bucket, src_key = await open_copy_source(ctx, request.copy_source_key)
     try:
@@ -128,6 +143,7 @@ async def _copy_data(ctx: Context, reader: ObjectReader, bucket: str, key: str,
         # a composite (multipart) checksum does not describe the single-part copy
         kept = {a: v for a, v in source.metadata.checksums.items() if v and "-" not in v}
         metadata = replace(source.metadata, checksums=kept)
+    metadata = replace(metadata, tags=_copied_tags(ctx, source))
     return await ctx.layer.put_object(bucket, key, reader.stream(), size=source.size,
                                       metadata=metadata, sse=sse)
 
@@ -137,6 +153,7 @@ async def _rekey(ctx: Context, source: ObjectInfo, directive: str, sse: SSEParam
     metadata: PutMetadata = source.metadata
     if directive == "REPLACE":  # the data is unchanged, so its checksums still hold
         metadata = replace(put_metadata(ctx.req.h), checksums=dict(source.metadata.checksums))
+    metadata = replace(metadata, tags=_copied_tags(ctx, source))
     return await ctx.layer.update_metadata(source.bucket, source.key, source.version_id,
                                            rewrap=sse, sse_c=source_key, metadata=metadata)
 
