@@ -171,7 +171,8 @@ def disposition(headers: dict[str, str]) -> tuple[str | None, str | None]:
     for match in _PARAM_RE.finditer(value):
         raw = match[2].strip()
         if raw.startswith('"'):
-            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+            # browsers percent-encode '"' and send Windows paths' backslashes as they are
+            raw = raw[1:-1]
         params.setdefault(match[1].lower(), raw)
     return params.get("name"), params.get("filename")
 
