@@ -43,6 +43,11 @@ CODES: dict[str, ErrorSpec] = {
     "InvalidPart": ErrorSpec(
         400, "One or more of the specified parts could not be found. The part may not have been "
              "uploaded, or the specified entity tag may not match the part's entity tag."),
+    "IncorrectNumberOfFilesInPostRequest": ErrorSpec(
+        400, "POST requires exactly one file upload per request."),
+    "InvalidPolicyDocument": ErrorSpec(
+        400, "The content of the form does not meet the conditions specified in the policy "
+             "document."),
     "InvalidPartOrder": ErrorSpec(
         400, "The list of parts was not in ascending order. The parts list must be specified in "
              "order by part number."),
@@ -60,7 +65,11 @@ CODES: dict[str, ErrorSpec] = {
     "MalformedTrailerError": ErrorSpec(
         400, "The request contained trailing data that was not well-formed or did not conform "
              "to our published schema."),
+    "MalformedPOSTRequest": ErrorSpec(
+        400, "The body of your POST request is not well-formed multipart/form-data."),
     "MaxMessageLengthExceeded": ErrorSpec(400, "Your request was too big."),
+    "MaxPostPreDataLengthExceeded": ErrorSpec(
+        400, "Your POST request fields preceding the upload file were too large."),
     "MetadataTooLarge": ErrorSpec(
         400, "Your metadata headers exceed the maximum allowed metadata size."),
     "MissingSecurityHeader": ErrorSpec(400, "Your request was missing a required header."),

@@ -23,7 +23,7 @@ from .admission import GateCollector, RequestGate, auto_requests_max
 from .errors import S3Error, to_s3_error
 from .handlers import ROUTES
 from .request import Context, Response, S3Request, new_request_id
-from .router import Router
+from .router import SUBRESOURCES, Router
 from .sigv4 import verify_request
 from .sse import BucketDefaults, SSEService
 from .xml import error_document
@@ -95,9 +95,10 @@ class S3Application:
         req = ctx.req
         if req.path in OPS_PATHS and req.method in ("GET", "HEAD"):
             return await self._operations(req)
-        req.auth = verify_request(req.method, req.raw_path, req.query, req.headers,
-                                  self.secrets, self.config.region,
-                                  vhost_bucket=req.bucket if req.vhost else None)
+        if not _is_post_object(req):
+            req.auth = verify_request(req.method, req.raw_path, req.query, req.headers,
+                                      self.secrets, self.config.region,
+                                      vhost_bucket=req.bucket if req.vhost else None)
         route = self.router.match(req)
         req.operation = route.name
         _check_body_limit(req, route.max_body)
@@ -166,6 +167,14 @@ class _CountingReceive:
         message = await self._receive()
         self.received += len(message.get("body", b""))
         return message
+
+
+def _is_post_object(req: S3Request) -> bool:
+    """A browser upload (PostObject): its signature and policy are form fields, which the
+    handler reads and verifies (handlers/post.py) before it stores anything."""
+    return (req.method == "POST" and req.key is None and bool(req.bucket)
+            and not any(name in SUBRESOURCES for name in req.args)
+            and req.h.get("content-type", "").lower().lstrip().startswith("multipart/form-data"))
 
 
 def _check_body_limit(req: S3Request, max_body: int) -> None:

@@ -18,7 +18,7 @@ from email.utils import parsedate_to_datetime
 from .errors import S3Error
 from .sigv4 import MAX_SKEW_SECONDS, SigningContext
 
-__all__ = ["is_v2_presigned", "verify_v2"]
+__all__ = ["is_v2_presigned", "verify_v2", "verify_v2_post"]
 
 # Query names that are part of the signed resource (the list botocore's HmacV1Auth signs).
 SIGNED_SUBRESOURCES = frozenset({
@@ -115,3 +115,10 @@ def verify_v2(method: str, raw_path: bytes, vhost_bucket: str | None,
     text = _string_to_sign(method, date_line, header_map, _amz_headers(headers), resource)
     _check(secrets, access.strip(), text, given.strip())
     return SigningContext(access.strip(), b"", "", "", "", "UNSIGNED-PAYLOAD")
+
+
+def verify_v2_post(policy: str, access_key: str, signature: str,
+                   secrets: Mapping[str, str]) -> SigningContext:
+    """A browser upload's SigV2 form signature: HMAC-SHA1 of the base64 `policy` field."""
+    _check(secrets, access_key.strip(), policy, signature.strip())
+    return SigningContext(access_key.strip(), b"", "", "", "", "UNSIGNED-PAYLOAD")

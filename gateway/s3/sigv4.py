@@ -33,6 +33,7 @@ __all__ = [
     "chunk_signature",
     "signing_key",
     "trailer_signature",
+    "verify_post_policy",
     "verify_request",
 ]
 
@@ -342,6 +343,24 @@ def _verify_presigned(method: str, raw_path: bytes, query: Sequence[tuple[str, s
                                    drop_query="X-Amz-Signature")
     return SigningContext(cred.access_key, key, amz_date, cred.scope, expected, payload_hash,
                           presigned=True)
+
+
+def verify_post_policy(policy: str, credential: str, amz_date: str, signature: str,
+                       secrets: Mapping[str, str], region: str) -> SigningContext:
+    """A browser upload's SigV4 form signature: the HMAC of the base64 `policy` field under
+    the signing key of `credential`'s scope. The policy's expiration bounds its life, so the
+    date is not held to the clock skew (as S3)."""
+    err = "InvalidArgument"
+    cred = _parse_credential(credential, err)
+    _parse_amz_date(amz_date)
+    _check_scope(cred, amz_date, region, err)
+    secret = _secret_for(secrets, cred.access_key)
+    key = signing_key(secret, cred.date, cred.region, cred.service)
+    expected = _sign(key, policy)
+    if not _matches(expected, signature):
+        raise S3Error("SignatureDoesNotMatch")
+    return SigningContext(cred.access_key, key, amz_date, cred.scope, expected,
+                          "UNSIGNED-PAYLOAD")
 
 
 def _format(ts: float) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gateway.crypto.kms import KMS
@@ -84,14 +85,19 @@ class SSEService:
         return self.kms is not None
 
 
-def _parse(ctx: Context, operation: SSEOperation) -> SSERequest:
-    return parse_sse_request(ctx.req.h, operation, secure=ctx.req.scheme == "https")
+def _parse(ctx: Context, operation: SSEOperation,
+           headers: Mapping[str, str] | None = None) -> SSERequest:
+    return parse_sse_request(ctx.req.h if headers is None else headers, operation,
+                             secure=ctx.req.scheme == "https")
 
 
-async def write_sse(ctx: Context, bucket: str,
-                    operation: SSEOperation) -> tuple[SSEParams | None, SSERequest]:
-    """The encryption a write gets, and the parsed SSE headers (for copy-source keys)."""
-    request = _parse(ctx, operation)
+async def write_sse(ctx: Context, bucket: str, operation: SSEOperation,
+                    headers: Mapping[str, str] | None = None
+                    ) -> tuple[SSEParams | None, SSERequest]:
+    """The encryption a write gets, and the parsed SSE headers (for copy-source keys);
+    `headers`: where the SSE settings are when not in the request's headers (PostObject's
+    form fields)."""
+    request = _parse(ctx, operation, headers)
     service: SSEService = ctx.sse
     default = None
     if request.sse is None:  # the bucket default applies only to requests without SSE

@@ -6,7 +6,7 @@ from gateway.objects.api import MAX_PART_SIZE, MAX_SINGLE_PUT
 
 from ..router import Route
 from ..tagging import MAX_TAGGING_BODY
-from . import bucket, copy, listing, multipart, objects, tagging
+from . import bucket, copy, listing, multipart, objects, post, tagging
 
 __all__ = ["ROUTES"]
 
@@ -41,6 +41,8 @@ ROUTES: list[Route] = [
           ("uploads",)),
     Route("DeleteObjects", "POST", "bucket", objects.delete_objects, ("delete",),
           max_body=XML_DELETE),
+    # a browser upload: authenticated by its form fields, not headers (server.py)
+    Route("PostObject", "POST", "bucket", post.post_object, max_body=post.MAX_POST_BODY),
     # objects
     Route("PutObject", "PUT", "object", objects.put_object, max_body=MAX_SINGLE_PUT),
     Route("CopyObject", "PUT", "object", copy.copy_object, header="x-amz-copy-source"),
