@@ -199,3 +199,67 @@ def test_buckets():
         assert "b3" not in [b.name for b in await layer.list_buckets()]
         assert all("b3" not in n.buckets for n in nodes.values())
     run(go())
+
+
+def _digest_requests(nodes) -> list[tuple[str, bool]]:
+    """Records, per ListObjectBatches call, the node and whether it was asked for digests."""
+    asked: list[tuple[str, bool]] = []
+    for name, node in nodes.items():
+        def batches(request, name=name, serve=node._ListObjectBatches):
+            asked.append((name, request.meta_digest_only))
+            return serve(request)
+        node._ListObjectBatches = batches
+    return asked
+
+
+def test_listing_takes_blobs_from_two_nodes_and_digests_from_the_rest():
+    async def go():
+        layer, nodes, _ = memory_layer()
+        await layer.make_bucket("b")
+        for name, data in (("a", b"1"), ("b", b"22"), ("c", b"333")):
+            await put(layer, name, data)
+        asked = _digest_requests(nodes)
+        page = await layer.list_objects("b")
+        assert [(o.key, o.size) for o in page.objects] == [("a", 1), ("b", 2), ("c", 3)]
+        assert sorted(digests for _, digests in asked) == [False] * 2 + [True] * 4
+        senders = [n for n, digests in asked if not digests]
+        # both senders hold another blob for "a" (as mid key rotation): the majority's is
+        # listed, fetched from a node that sent only its digest
+        other = next(iter(nodes[senders[0]].keys[("b", "b")].values())).record.meta
+        for name in senders:
+            next(iter(nodes[name].keys[("b", "a")].values())).record.meta = other
+        asked.clear()
+        page = await layer.list_objects("b")
+        assert [(o.key, o.size) for o in page.objects] == [("a", 1), ("b", 2), ("c", 3)]
+        assert sum(n.calls.count("ReadMeta") for n in nodes.values()) == 1
+        assert len(asked) == 6 + 1  # a stream per node, and the holder's entries after "a"
+    run(go())
+
+
+def test_listing_keys_the_blob_senders_lack():
+    async def go():
+        layer, nodes, _ = memory_layer()
+        await layer.make_bucket("b")
+        await put(layer, "a")
+        asked = _digest_requests(nodes)
+        await layer.list_objects("b")
+        senders = [n for n, digests in asked if not digests]
+        for i in range(5):
+            await put(layer, f"late-{i}", b"z" * (i + 1))
+        for name in senders:  # as if both blob senders were down while these were written
+            for i in range(5):
+                del nodes[name].keys[("b", f"late-{i}")]
+        asked.clear()
+        page = await layer.list_objects("b")
+        assert [(o.key, o.size) for o in page.objects] == \
+            [("a", 1)] + [(f"late-{i}", i + 1) for i in range(5)]
+        # one holder is asked for the first such key, and for its entries after it again
+        assert sum(n.calls.count("ReadMeta") for n in nodes.values()) == 1
+        assert sum(not digests for _, digests in asked) == 3
+        # with a sender down, another node sends the blobs
+        nodes[senders[0]].down = True
+        asked.clear()
+        page = await layer.list_objects("b")
+        assert [o.size for o in page.objects] == [1, 1, 2, 3, 4, 5]
+        assert sum(not digests for _, digests in asked) >= 2
+    run(go())
