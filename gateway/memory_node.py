@@ -20,7 +20,6 @@ from typing import Any
 import grpc
 
 from common.bitrot import block_hash
-from common.meta_digest import meta_digest
 from gateway.storage_client import NodeCallError
 from proto import storage_pb2 as pb
 
@@ -336,12 +335,7 @@ class MemoryNode:
                 include_delete_markers=r.include_delete_markers)):
             if group_end and record.key <= group_end:
                 continue
-            entry = record
-            if r.meta_digest_only:
-                entry = pb.ObjectVersion()
-                entry.CopyFrom(record)
-                entry.meta, entry.meta_digest = b"", meta_digest(record.meta)
-            batch.entries.append(entry)
+            batch.entries.append(record)
             sent += 1
             cut = record.key.find(r.delimiter, len(r.prefix)) if r.delimiter else -1
             if cut >= 0 and not record.delete_marker:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from common.meta_digest import meta_digest
 from proto import storage_pb2 as pb
 
 from .records import Geometry, PartRecord, UploadPartRecord, UploadRecord, VersionRecord
 
-__all__ = ["geometry_msg", "listed_version_msg", "part_info_msg", "part_ref_msg", "upload_msg",
-           "version_msg"]
+__all__ = ["geometry_msg", "part_info_msg", "part_ref_msg", "upload_msg", "version_msg"]
 
 
 def geometry_msg(g: Geometry | None) -> pb.Geometry | None:
@@ -34,19 +32,6 @@ def version_msg(v: VersionRecord, with_parts: bool = True) -> pb.ObjectVersion:
         msg.parts.extend(part_ref_msg(p) for p in v.parts)
     if v.inline_shard is not None:
         msg.inline_shard = v.inline_shard
-    return msg
-
-
-def listed_version_msg(v: VersionRecord, digest_only: bool) -> pb.ObjectVersion:
-    """A listing entry: no parts; with `digest_only`, the metadata's digest, not the blob."""
-    if not digest_only:
-        return version_msg(v, with_parts=False)
-    msg = pb.ObjectVersion(
-        bucket=v.bucket, key=v.key, version_id=v.version_id, delete_marker=v.delete_marker,
-        mod_time_ns=v.mod_time_ns, meta_digest=meta_digest(v.meta),
-        shard_index=v.shard_index, is_inline=v.is_inline)
-    if v.geometry is not None:
-        msg.geometry.CopyFrom(geometry_msg(v.geometry))
     return msg
 
 

@@ -13,7 +13,7 @@ from proto import storage_pb2 as pb
 from . import uploads, validate, versions
 from .commit import commit_with_files, restore_staged
 from .config import NodeConfig
-from .convert import listed_version_msg, version_msg
+from .convert import version_msg
 from .errors import Corrupt, InvalidArgument, NodeError, NoSuchPart, NoSuchUpload
 from .inspection import InspectOps
 from .metastore import MetaStore
@@ -373,10 +373,9 @@ class StorageService(MultipartOps, InspectOps):
 
     def ListObjectBatches(self, req: pb.ListObjectsRequest) -> Iterator[pb.ObjectVersionBatch]:
         batch, size = pb.ObjectVersionBatch(), 0
-        digest_only = req.meta_digest_only
         for v in self._latest(req, delimiter=req.delimiter):
-            batch.entries.append(listed_version_msg(v, digest_only))
-            size += len(v.key) + (8 if digest_only else len(v.meta)) + 64
+            batch.entries.append(version_msg(v, with_parts=False))
+            size += len(v.key) + len(v.meta) + 64
             if size >= _LIST_BATCH_BYTES or len(batch.entries) >= _LIST_PAGE:
                 yield batch
                 batch, size = pb.ObjectVersionBatch(), 0

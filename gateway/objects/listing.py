@@ -8,12 +8,6 @@ node holds a newer version that never reached quorum, so it hides the agreed one
 by a ReadMeta quorum read of that key. Delete markers hide keys. A page ends at a key, and the
 next page starts after it, so pagination stays consistent while nodes come and go.
 
-Only the first META_SENDERS answering nodes of a set send each entry's metadata blob; the others
-send a digest of it, which is enough to count who agrees. The blob most holders of the chosen
-version agree on is used; when no node that sent blobs holds it, one holder that sent its
-digest is asked for it (ReadMeta) and for its entries after that key again, with blobs: nodes
-that lack many keys (down while they were written) cost a page one extra read, not one a key.
-
 With a delimiter, only the first live key of each common prefix matters to the caller: nodes
 skip the rest of a common prefix after their first entry there that is not a delete marker,
 and a node that skipped a key is counted as not yet heard from for it, so a choice it could
@@ -23,13 +17,11 @@ have changed goes to the ReadMeta quorum read instead.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
 
-from common.meta_digest import meta_digest
 from gateway.objects import errors as oe
 from gateway.objects.api import ListPage, ObjectInfo
 from gateway.objects.context import LayerContext
@@ -40,10 +32,6 @@ from gateway.storage_client import NodeCallError
 from proto import storage_pb2 as pb
 
 __all__ = ["PAST_GROUP", "group_end", "list_objects"]
-
-# Nodes of a set asked for metadata blobs; the rest send digests (ObjectVersion.meta_digest).
-# Two, so one node lacking keys (down while they were written) costs no extra reads.
-META_SENDERS = 2
 
 # Sorts after every key that starts with a given common prefix (the highest code point).
 PAST_GROUP = "\U0010ffff"
@@ -72,7 +60,6 @@ class _NodeCursor:
         self.pos = 0
         self.exhausted = False
         self.error: NodeCallError | None = None
-        self.digest_only = False  # send meta digests, not blobs (from the next fill on)
         # keys in (first, end] the node skipped: it sent a live key of that common prefix
         self.skipped: tuple[str, str] = ("", "")
 
@@ -86,8 +73,7 @@ class _NodeCursor:
     async def fill(self) -> None:
         request = pb.ListObjectsRequest(bucket=self.bucket, prefix=self.prefix,
                                         start_after=self.marker, limit=self.page,
-                                        include_delete_markers=True, delimiter=self.delimiter,
-                                        meta_digest_only=self.digest_only)
+                                        include_delete_markers=True, delimiter=self.delimiter)
         t = self.ctx.timeouts
         entries: list[pb.ObjectVersion] = []
         try:
@@ -118,12 +104,6 @@ class _NodeCursor:
         first, end = self.skipped
         return first < key <= end
 
-    def send_blobs_after(self, key: str) -> None:
-        """Ask again for the entries after `key`, with metadata blobs."""
-        self.digest_only = False
-        if self.error is None:
-            self.buffer, self.pos, self.marker, self.exhausted = [], 0, key, False
-
     def seek(self, bound: str) -> None:
         """Forget entries up to `bound`; the next fill starts after it."""
         while self.pos < len(self.buffer) and self.buffer[self.pos].key <= bound:
@@ -142,17 +122,6 @@ class _SetListing:
         nodes = ctx.pool.usable(eset.nodes, eset.read_quorum)
         self.cursors = [_NodeCursor(ctx, n, bucket, prefix, delimiter, start_after, page)
                         for n in nodes]
-        for cursor in self.cursors[META_SENDERS:]:
-            cursor.digest_only = True
-
-    def _keep_senders(self) -> None:
-        """Have META_SENDERS answering nodes send blobs: replace the ones that failed."""
-        senders = sum(1 for c in self.cursors if c.error is None and not c.digest_only)
-        for cursor in self.cursors:
-            if senders >= META_SENDERS:
-                return
-            if cursor.error is None and cursor.digest_only:
-                cursor.digest_only, senders = False, senders + 1
 
     def _answering(self) -> list[_NodeCursor]:
         alive = [c for c in self.cursors if c.error is None]
@@ -178,13 +147,10 @@ class _SetListing:
             chosen = choose_version(answers, read_quorum=self.eset.read_quorum,
                                     pending=pending)
         if isinstance(chosen, str):
-            holders = [(node, r) for node, records in answers.items() for r in records
-                       if r.version_id == chosen]
-            if holders[0][1].delete_marker:
+            record = next(r for r in held if r.version_id == chosen)
+            if record.delete_marker:
                 return None
-            blob = await self._metadata(key, chosen, holders)
-            if blob is not None:
-                return listed_object(blob, self.bucket, key, chosen)
+            return listed_object(record.meta, self.bucket, key, chosen)
         try:  # the latest entries disagree: ask for a few versions per node, as GET does
             version = await read_version(self.ctx, self.bucket, key, self.eset,
                                          include_inline=False)
@@ -195,51 +161,12 @@ class _SetListing:
         return (version.meta.object_info(self.bucket, key, version.version_id),
                 version.meta.encryption)
 
-    async def _metadata(self, key: str, version_id: str,
-                        holders: list[tuple[str, pb.ObjectVersion]]) -> bytes | None:
-        """The metadata blob most holders of the version agree on (by digest); None when no
-        holder can send it."""
-        votes: Counter[bytes] = Counter()
-        blobs: dict[bytes, bytes] = {}
-        last_blob, last_digest = None, b""
-        for _, record in holders:
-            if record.meta_digest:
-                votes[record.meta_digest] += 1
-                continue
-            if record.meta != last_blob:  # the senders nearly always agree: hash once
-                last_blob, last_digest = record.meta, meta_digest(record.meta)
-                blobs.setdefault(last_digest, record.meta)
-            votes[last_digest] += 1
-        digest = votes.most_common(1)[0][0]
-        if digest in blobs:
-            return blobs[digest]
-        for node, record in holders:
-            if record.meta_digest != digest:
-                continue
-            # it holds what the senders lack: its blobs from here on
-            next(c for c in self.cursors if c.node == node).send_blobs_after(key)
-            blob = await self._read_meta(node, key, version_id)
-            if blob is not None and meta_digest(blob) == digest:
-                return blob
-        return None
-
-    async def _read_meta(self, node: str, key: str, version_id: str) -> bytes | None:
-        request = pb.ReadMetaRequest(bucket=self.bucket, key=key, version_id=version_id,
-                                     max_versions=1)
-        try:
-            reply = await self.ctx.pool.client(node).unary("ReadMeta", request,
-                                                           deadline=self.ctx.timeouts.unary)
-        except NodeCallError:
-            return None
-        return next((v.meta for v in reply.versions if v.version_id == version_id), None)
-
     async def entries(self) -> AsyncIterator[Listed]:
         while True:
             empty = [c for c in self.cursors if c.needs_fill()]
             if empty:
                 await asyncio.gather(*(c.fill() for c in empty))
             cursors = self._answering()
-            self._keep_senders()
             heads = [c.buffer[c.pos].key for c in cursors if c.pos < len(c.buffer)]
             if not heads:
                 return
