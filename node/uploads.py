@@ -92,19 +92,25 @@ def list_parts(conn: sqlite3.Connection, upload_id: str, marker: int,
 
 def list_uploads(conn: sqlite3.Connection, bucket: str, prefix: str, key_marker: str,
                  upload_id_marker: str, limit: int) -> list[UploadRecord]:
-    """Uploads by (key, upload id) after the markers, S3's order and marker rules."""
+    """Up to `limit` (0 = all) uploads under `prefix` by (key, upload id) after the markers,
+    S3's rule: after (key marker, upload id marker), or past the key marker when there is no
+    upload id marker. The index is entered at the markers, so a page costs O(limit)."""
     require_bucket(conn, bucket)
+    if key_marker < prefix:
+        after, args = "key >= ?", (prefix,)
+    elif upload_id_marker:
+        after, args = "(key, upload_id) > (?, ?)", (key_marker, upload_id_marker)
+    else:
+        after, args = "key > ?", (key_marker,)
     rows = conn.execute(
-        "SELECT bucket, key, upload_id, initiated_ns, meta FROM uploads WHERE bucket = ? AND "
-        "(key > ? OR (key = ? AND upload_id > ?)) AND key >= ? ORDER BY key, upload_id",
-        (bucket, key_marker, key_marker, upload_id_marker, prefix))
+        "SELECT bucket, key, upload_id, initiated_ns, meta FROM uploads INDEXED BY uploads_key "
+        f"WHERE bucket = ? AND {after} ORDER BY key, upload_id LIMIT ?",
+        (bucket, *args, limit or -1))
     out = []
     for row in rows:
         if not row[1].startswith(prefix):
             break
         out.append(UploadRecord(*row))
-        if limit and len(out) >= limit:
-            break
     return out
 
 

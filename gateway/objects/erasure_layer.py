@@ -25,7 +25,7 @@ from gateway.crypto.metadata import EncryptionMetadata
 from gateway.erasure import tune_malloc
 from gateway.heal_queue import HealQueue, HealQueueStatistics, MemoryHealQueue
 from gateway.node_pool import NodePool
-from gateway.objects import buckets, listing, multipart, put
+from gateway.objects import buckets, listing, multipart, put, upload_listing
 from gateway.objects import errors as oe
 from gateway.objects.api import (
     MAX_PART_NUMBER,
@@ -275,9 +275,9 @@ class ErasureObjectLayer:
     async def list_multipart_uploads(self, bucket: str, *, prefix: str = "",
                                      key_marker: str = "", upload_id_marker: str = "",
                                      limit: int = 1000) -> tuple[list[UploadInfo], bool]:
-        return await multipart.list_uploads(self.ctx, bucket, prefix=prefix,
-                                            key_marker=key_marker,
-                                            upload_id_marker=upload_id_marker, limit=limit)
+        return await upload_listing.list_uploads(self.ctx, bucket, prefix=prefix,
+                                                 key_marker=key_marker,
+                                                 upload_id_marker=upload_id_marker, limit=limit)
 
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
         stored = await multipart.get_upload(self.ctx, bucket, key, upload_id)

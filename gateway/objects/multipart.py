@@ -50,7 +50,6 @@ __all__ = [
     "create_upload",
     "get_upload",
     "list_parts",
-    "list_uploads",
     "multipart_etag",
     "upload_part",
     "upload_set",
@@ -307,37 +306,3 @@ async def abort_upload(ctx: LayerContext, stored: StoredUpload) -> None:
             r.error.code == grpc.StatusCode.NOT_FOUND]
     if len(out.successes) + len(gone) < eset.write_quorum:
         out.require(write=True, what=f"abort upload {upload.upload_id}")
-
-
-async def list_uploads(ctx: LayerContext, bucket: str, *, prefix: str, key_marker: str,
-                       upload_id_marker: str, limit: int) -> tuple[list[UploadInfo], bool]:
-    """In-progress uploads of every set, by key then upload id; an upload is listed when a
-    majority of its set's answering nodes hold it."""
-    placement = ctx.placement
-    request = pb.ListUploadsRequest(bucket=bucket, prefix=prefix, key_marker=key_marker,
-                                    upload_id_marker=upload_id_marker, limit=0)
-    found: list[UploadInfo] = []
-    for index in range(placement.set_count):
-        eset = ErasureSet(index, placement.set_members(index), placement.data_shards,
-                          placement.parity_shards)
-        replies = await _set_call(ctx, eset, "ListUploads", request, quorum=eset.read_quorum,
-                                  write=False, what=f"list uploads of {bucket}")
-        votes: dict[tuple[str, str], Counter[bytes]] = defaultdict(Counter)
-        for reply in replies.values():
-            for u in reply.uploads:  # type: ignore[attr-defined]
-                votes[(u.key, u.upload_id)][u.meta] += 1
-        chosen = [UploadMeta.from_bytes(blobs.most_common(1)[0][0]).upload_info(bucket, *name)
-                  for name, blobs in votes.items() if blobs.total() * 2 > len(replies)]
-        found.extend(chosen)
-    found = [u for u in found if _after_marker(u, key_marker, upload_id_marker)]
-    found.sort(key=lambda u: (u.key, u.upload_id))
-    return found[: max(limit, 0)], len(found) > max(limit, 0)
-
-
-def _after_marker(upload: UploadInfo, key_marker: str, upload_id_marker: str) -> bool:
-    """S3's marker rule: after the marker key, or the marker key's later uploads (upload ids
-    are time-ordered, so their order is initiation order)."""
-    if not key_marker or upload.key > key_marker:
-        return True
-    return upload.key == key_marker and bool(upload_id_marker) and \
-        upload.upload_id > upload_id_marker

@@ -138,3 +138,31 @@ def test_list_multipart_uploads_pages(client):
             client.abort_multipart_upload(Bucket=name, Key=key, UploadId=upload_id)
     assert _uploads(client, name, 1000) == ([], [])
     client.delete_bucket(Bucket=name)
+
+
+def test_list_multipart_uploads_300_in_pages_of_7(client):
+    name = f"uploads300-{uuid.uuid4().hex[:8]}"
+    client.create_bucket(Bucket=name)
+    keys = [f"k{i % 80:02d}" for i in range(240)] + \
+        [f"dir{d}/u{i:02d}" for d in range(3) for i in range(20)]  # 300, most keys thrice
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        made = list(pool.map(lambda k: (k, client.create_multipart_upload(
+            Bucket=name, Key=k)["UploadId"]), keys))
+    try:
+        want = sorted(made)
+        assert _uploads(client, name, 7) == (want, [])
+        uploads, prefixes = _uploads(client, name, 7, Delimiter="/")
+        assert prefixes == ["dir0/", "dir1/", "dir2/"]
+        assert uploads == [u for u in want if "/" not in u[0]]
+        # resuming inside one key's uploads, from the markers a page reports
+        page = client.list_multipart_uploads(Bucket=name, MaxUploads=7, KeyMarker=want[1][0],
+                                             UploadIdMarker=want[1][1])
+        assert [(u["Key"], u["UploadId"]) for u in page["Uploads"]] == want[2:9]
+        assert page["IsTruncated"]
+        assert (page["NextKeyMarker"], page["NextUploadIdMarker"]) == want[8]
+    finally:
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(lambda u: client.abort_multipart_upload(
+                Bucket=name, Key=u[0], UploadId=u[1]), made))
+    assert _uploads(client, name, 1000) == ([], [])
+    client.delete_bucket(Bucket=name)

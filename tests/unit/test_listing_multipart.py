@@ -12,6 +12,7 @@ import pytest
 from gateway.objects import errors as oe
 from gateway.objects.api import MIN_PART_SIZE, CompletedPart, PutMetadata
 from gateway.storage_client import NodeCallError
+from proto import storage_pb2 as pb
 
 from .memory_cluster import body, memory_layer, read_all
 
@@ -198,4 +199,41 @@ def test_buckets():
         nodes["node-4"].down = False
         assert "b3" not in [b.name for b in await layer.list_buckets()]
         assert all("b3" not in n.buckets for n in nodes.values())
+    run(go())
+
+
+def test_upload_listing_pages_merge_sets_with_quorum():
+    async def go():
+        layer, nodes, _ = memory_layer(nodes=12, set_size=6)
+        await layer.make_bucket("b")
+        made = [await layer.create_multipart_upload("b", f"k{i % 20:02d}", metadata=META)
+                for i in range(45)]
+        want = sorted((u.key, u.upload_id) for u in made)
+        # an upload left on one node only (its abort reached the others): never listed, even
+        # where it sorts past the last upload of that node's page
+        stray = next(n for n in nodes.values() if n.uploads)
+        ghost = next(iter(stray.uploads.values())).info
+        stray.uploads["ghost"] = type(next(iter(stray.uploads.values())))(pb.UploadInfo(
+            bucket="b", key="k05", upload_id="ffffffff-ffff-7fff-bfff-ffffffffffff",
+            initiated_ns=ghost.initiated_ns, meta=ghost.meta))
+        limits: list[int] = []
+        for node in nodes.values():
+            def list_uploads(request, serve=node._ListUploads):
+                limits.append(request.limit)
+                return serve(request)
+            node._ListUploads = list_uploads
+        found, marker = [], ("", "")
+        while True:
+            page, more = await layer.list_multipart_uploads(
+                "b", key_marker=marker[0], upload_id_marker=marker[1], limit=4)
+            assert len(page) <= 4
+            found += [(u.key, u.upload_id) for u in page]
+            if not more:
+                break
+            marker = found[-1]
+        assert found == want
+        assert set(limits) == {5}  # each node is asked for a page, never for everything
+        page, more = await layer.list_multipart_uploads("b", prefix="k07", limit=100)
+        assert [(u.key, u.upload_id) for u in page] == [u for u in want if u[0] == "k07"]
+        assert not more
     run(go())
