@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from gateway.ops.errors import short_error
 from kes.client import KESConfig, client_ssl_context
 from kes.transport import KeepAlivePool, TransportError
 
@@ -51,7 +52,7 @@ class KMSProbe:
         except TimeoutError:
             return KMSEndpointProbe(endpoint, False, f"no answer within {self.timeout:g}s")
         except (TransportError, OSError) as exc:
-            return KMSEndpointProbe(endpoint, False, _short(exc))
+            return KMSEndpointProbe(endpoint, False, short_error(exc))
         if reply.status != 200:
             return KMSEndpointProbe(endpoint, False, f"HTTP {reply.status}")
         try:
@@ -65,11 +66,3 @@ class KMSProbe:
     async def close(self) -> None:
         await self._pool.aclose()
 
-
-def _short(exc: BaseException) -> str:
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, ConnectionRefusedError):
-            return "connection refused"
-        cause = cause.__cause__
-    return (str(exc) or type(exc).__name__).splitlines()[0][:160]

@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from common.topology import GatewayAddress
+from gateway.ops.errors import short_error
 from kes.transport import KeepAlivePool, TransportError
 
 __all__ = ["DRAINING_HEADER", "INSTANCE_HEADER", "GatewayPeers", "PeerProbe"]
@@ -72,7 +73,7 @@ class GatewayPeers:
         except TimeoutError:
             return PeerProbe(gateway.name, False, False, f"no answer within {self.timeout:g}s")
         except (TransportError, OSError) as exc:
-            return PeerProbe(gateway.name, False, False, _short(exc))
+            return PeerProbe(gateway.name, False, False, short_error(exc))
         if reply.headers.get(INSTANCE_HEADER) == self.instance_id:
             return PeerProbe(gateway.name, False, True, "this gateway")
         if reply.status != 200:
@@ -86,11 +87,3 @@ class GatewayPeers:
         if self._tls is not None:
             await self._tls.aclose()
 
-
-def _short(exc: BaseException) -> str:
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, ConnectionRefusedError):
-            return "connection refused"
-        cause = cause.__cause__
-    return (str(exc) or type(exc).__name__).splitlines()[0][:160]
