@@ -22,7 +22,7 @@ from .errors import S3Error
 from .request import Context
 
 __all__ = ["BLOCK_SIZE", "ClientDisconnected", "RequestBody", "offload", "open_body",
-           "read_small_body"]
+           "read_small_body", "receive_chunk"]
 
 BLOCK_SIZE = 1024 * 1024  # bytes decoded and hashed per step (at most ~2x in memory)
 OFFLOAD_THRESHOLD = 64 * 1024  # smaller work stays on the loop: a thread hop costs more
@@ -46,6 +46,22 @@ class ClientDisconnected(S3Error):
 async def offload(fn: Callable[..., Any], *args: Any) -> Any:
     """Run CPU-heavy work (hashing, decoding) on the small thread pool beside the loop."""
     return await asyncio.get_running_loop().run_in_executor(_CPU_POOL, fn, *args)
+
+
+async def receive_chunk(ctx: Context) -> tuple[bytes, bool]:
+    """The next piece of the request body off the wire and whether more follows. A client
+    silent for BODY_IDLE_TIMEOUT is RequestTimeout; one that went away, ClientDisconnected."""
+    ctx.body_started = True
+    try:
+        async with asyncio.timeout(BODY_IDLE_TIMEOUT):
+            message = await ctx.receive()
+    except TimeoutError:
+        raise S3Error("RequestTimeout") from None
+    if message["type"] == "http.disconnect":
+        raise ClientDisconnected()
+    more = message.get("more_body", False)
+    ctx.body_complete = not more
+    return message.get("body", b""), more
 
 
 class RequestBody:
@@ -74,21 +90,11 @@ class RequestBody:
 
     async def _raw_blocks(self) -> AsyncIterator[list[bytes]]:
         """Bytes off the wire, as the chunks of about BLOCK_SIZE bytes at a time."""
-        self._ctx.body_started = True
         pending: list[bytes] = []
         size = 0
         more = True
         while more:
-            try:
-                async with asyncio.timeout(BODY_IDLE_TIMEOUT):
-                    message = await self._ctx.receive()
-            except TimeoutError:
-                raise S3Error("RequestTimeout") from None
-            if message["type"] == "http.disconnect":
-                raise ClientDisconnected()
-            chunk = message.get("body", b"")
-            more = message.get("more_body", False)
-            self._ctx.body_complete = not more
+            chunk, more = await receive_chunk(self._ctx)
             if chunk:
                 pending.append(chunk)
                 size += len(chunk)

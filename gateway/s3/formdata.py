@@ -10,12 +10,11 @@ file's bytes to the object layer as an async stream.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from .body import BODY_IDLE_TIMEOUT, ClientDisconnected
+from .body import receive_chunk
 from .errors import S3Error
 from .request import Context
 
@@ -204,18 +203,9 @@ class FormReader:
         return self._events.pop()
 
     async def _receive(self) -> bytes:
-        self._ctx.body_started = True
-        try:
-            async with asyncio.timeout(BODY_IDLE_TIMEOUT):
-                message = await self._ctx.receive()
-        except TimeoutError:
-            raise S3Error("RequestTimeout") from None
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected()
-        more = message.get("more_body", False)
-        self._ctx.body_complete = not more
+        chunk, more = await receive_chunk(self._ctx)
         self._ended = not more
-        return message.get("body", b"")
+        return chunk
 
     async def read_fields(self) -> tuple[dict[str, str], FilePart]:
         """Every field before the file (lower-case names), and the file part."""
