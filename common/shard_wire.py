@@ -1,13 +1,15 @@
-"""Shard blocks on the wire without protobuf's copies: the bulk messages of WriteShard and
-ReadShardBlocks, encoded with one join and decoded into memoryviews of the received bytes.
+"""Shard blocks on the wire without protobuf's copies: the bulk messages of WriteShard,
+WriteShardOnce and ReadShardBlocks, encoded with one join and decoded into memoryviews of the
+received bytes.
 
-The bytes are exactly protobuf's encoding of `WriteShardMessage` and `ShardBlocks`
-(proto/storage.proto), so a peer using the generated classes reads and writes the same thing;
-tests/unit/test_shard_wire.py checks both directions against them. Why by hand: with the
-generated classes each block is copied into the message, then into the serialized bytes, and
-on the other side into the parsed message and out of it again on every access of `.data`
-(~1 GB of memcpy per GB of shards on each side, on a 2-core machine). Only the layout of these
-two messages is known here; any other field is skipped, as protobuf would.
+The bytes are exactly protobuf's encoding of `WriteShardMessage`, `WriteShardOnceRequest` and
+`ShardBlocks` (proto/storage.proto), so a peer using the generated classes reads and writes
+the same thing; tests/unit/test_shard_wire.py checks both directions against them. Why by
+hand: with the generated classes each block is copied into the message, then into the
+serialized bytes, and on the other side into the parsed message and out of it again on every
+access of `.data` (~1 GB of memcpy per GB of shards on each side, on a 2-core machine).
+Only the layout of these messages is known here; any other field is skipped, as protobuf
+would.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 __all__ = ["Block", "WireError", "WriteItem", "decode_blocks", "decode_write_message",
-           "encode_blocks", "encode_write_blocks"]
+           "decode_write_once", "encode_blocks", "encode_write_blocks", "encode_write_once"]
 
 Block = tuple[bytes | memoryview, bytes]  # (shard block data, its bitrot hash)
 
@@ -25,6 +27,7 @@ _LEN = 2  # wire type of length-delimited fields
 _SHARD_BLOCK_DATA, _SHARD_BLOCK_HASH = 1, 2  # ShardBlock
 _SHARD_BLOCKS_ITEM = 1  # ShardBlocks.blocks
 _WRITE_HEADER, _WRITE_BLOCK, _WRITE_BLOCKS, _WRITE_COMMIT = 1, 2, 3, 4  # WriteShardMessage.msg
+_ONCE_HEADER, _ONCE_BLOCKS, _ONCE_COMMIT = 1, 2, 3  # WriteShardOnceRequest
 
 
 class WireError(ValueError):
@@ -56,6 +59,8 @@ def _tag(number: int) -> bytes:
 
 _DATA_TAG, _HASH_TAG = _tag(_SHARD_BLOCK_DATA), _tag(_SHARD_BLOCK_HASH)
 _ITEM_TAG, _BLOCKS_TAG = _tag(_SHARD_BLOCKS_ITEM), _tag(_WRITE_BLOCKS)
+_ONCE_HEADER_TAG, _ONCE_BLOCKS_TAG = _tag(_ONCE_HEADER), _tag(_ONCE_BLOCKS)
+_ONCE_COMMIT_TAG = _tag(_ONCE_COMMIT)
 
 
 def _block_pieces(blocks: Sequence[Block]) -> list[bytes | memoryview]:
@@ -78,6 +83,18 @@ def encode_write_blocks(blocks: Sequence[Block]) -> bytes:
     pieces = _block_pieces(blocks)
     size = sum(len(p) for p in pieces)
     return b"".join([_BLOCKS_TAG, _varint(size), *pieces])
+
+
+def encode_write_once(header: bytes, blocks: Sequence[Block], commit: bytes | None) -> bytes:
+    """A serialized `WriteShardOnceRequest`: `header` and `commit` are serialized ShardHeader
+    and CommitObjectRequest messages (commit None: none); each data byte is copied once."""
+    pieces = _block_pieces(blocks)
+    size = sum(len(p) for p in pieces)
+    out: list[bytes | memoryview] = [_ONCE_HEADER_TAG, _varint(len(header)), header,
+                                     _ONCE_BLOCKS_TAG, _varint(size), *pieces]
+    if commit is not None:
+        out += [_ONCE_COMMIT_TAG, _varint(len(commit)), commit]
+    return b"".join(out)
 
 
 def _read_varint(view: memoryview, pos: int) -> tuple[int, int]:
@@ -156,3 +173,27 @@ def decode_write_message(data: bytes) -> WriteItem:
         elif number == _WRITE_COMMIT:
             item = WriteItem(commit=value)
     return item
+
+
+def decode_write_once(data: bytes) -> list[WriteItem]:
+    """A serialized `WriteShardOnceRequest` as the WriteShard stream it stands for: its
+    header, its blocks (when there are any) and its commit (when present), in that order. A
+    missing header yields an item without one (the service rejects it, as for a stream)."""
+    header: memoryview | None = None
+    blocks: list[Block] = []
+    commit: memoryview | None = None
+    for number, value in _fields(memoryview(data)):
+        if value is None:
+            continue
+        if number == _ONCE_HEADER:
+            header = value
+        elif number == _ONCE_BLOCKS:
+            blocks += _blocks(value)  # repeated message fields merge, as in protobuf
+        elif number == _ONCE_COMMIT:
+            commit = value
+    items = [WriteItem(header=header) if header is not None else WriteItem()]
+    if blocks:
+        items.append(WriteItem(blocks=blocks))
+    if commit is not None:
+        items.append(WriteItem(commit=commit))
+    return items

@@ -135,6 +135,24 @@ class MemoryNode:
                 blocks.append((block.data, block.hash))
         if header is None:
             raise self._error(grpc.StatusCode.INVALID_ARGUMENT, "InvalidArgument")
+        return self._stage(header, blocks, commit)
+
+    def _WriteShardOnce(self, request: pb.WriteShardOnceRequest | bytes) -> pb.WriteShardReply:
+        r = pb.WriteShardOnceRequest.FromString(request) if isinstance(request, bytes) \
+            else request
+        if not r.HasField("header"):
+            raise self._error(grpc.StatusCode.INVALID_ARGUMENT, "InvalidArgument")
+        self._bucket(r.header.bucket)
+        blocks: list[Block] = []
+        for block in r.blocks.blocks:
+            if block_hash(r.header.geometry.hash, block.data) != block.hash:
+                raise self._error(grpc.StatusCode.INVALID_ARGUMENT, "InvalidArgument")
+            blocks.append((block.data, block.hash))
+        return self._stage(r.header, blocks, r.commit if r.HasField("commit") else None)
+
+    def _stage(self, header: pb.ShardHeader, blocks: list[Block],
+               commit: pb.CommitObjectRequest | None) -> pb.WriteShardReply:
+        """A whole write received: staged, then committed when it came with its commit."""
         slot = self.pending.setdefault(header.data_id, {})
         slot[(header.part_number, header.shard_index)] = blocks
         reply = pb.WriteShardReply(blocks=len(blocks), bytes=sum(len(d) for d, _ in blocks))

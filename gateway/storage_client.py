@@ -91,7 +91,8 @@ class NodeClient(Protocol):
     name: str
 
     async def unary(self, method: str, request: Any, *, deadline: float) -> Any:
-        """Any unary RPC of the Storage service by name, e.g. "ReadMeta"."""
+        """Any unary RPC of the Storage service by name, e.g. "ReadMeta". A
+        "WriteShardOnce" request may come already serialized (bytes, from shard_wire)."""
         ...
 
     def stream(self, method: str, request: Any, *, deadline: float,
@@ -110,7 +111,7 @@ class NodeClient(Protocol):
     async def close(self) -> None: ...
 
 
-def _serialize_write(message: pb.WriteShardMessage | bytes) -> bytes:
+def _serialize_write(message: pb.WriteShardMessage | pb.WriteShardOnceRequest | bytes) -> bytes:
     return message if isinstance(message, bytes) else message.SerializeToString()
 
 
@@ -157,6 +158,9 @@ class GrpcNodeClient:
                 "WriteShard": self._channel.stream_unary(
                     _METHOD + "WriteShard", request_serializer=_serialize_write,
                     response_deserializer=pb.WriteShardReply.FromString),
+                "WriteShardOnce": self._channel.unary_unary(
+                    _METHOD + "WriteShardOnce", request_serializer=_serialize_write,
+                    response_deserializer=pb.WriteShardReply.FromString),
                 "ReadShardBlocks": self._channel.unary_stream(
                     _METHOD + "ReadShardBlocks",
                     request_serializer=pb.ReadShardRequest.SerializeToString,
@@ -175,7 +179,7 @@ class GrpcNodeClient:
         return self._failed(exc.code(), _reason_of(exc), exc.details() or "")
 
     async def unary(self, method: str, request: Any, *, deadline: float) -> Any:
-        rpc = getattr(self._get_stub(), method)
+        rpc = self._call(method)
         try:
             reply = await rpc(request, timeout=deadline)
         except grpc.aio.AioRpcError as exc:

@@ -37,7 +37,8 @@ def rpc_methods() -> list[tuple[str, bool, bool]]:
 # The bulk shard messages skip protobuf's copies (common/shard_wire.py): WriteShard requests
 # arrive as shard_wire.WriteItem, ReadShardBlocks answers are lists of (data, hash).
 _REQUEST_CODECS: dict[str, Callable[[bytes], object]] = {
-    "WriteShard": shard_wire.decode_write_message}
+    "WriteShard": shard_wire.decode_write_message,
+    "WriteShardOnce": shard_wire.decode_write_once}
 _RESPONSE_CODECS: dict[str, Callable[[object], bytes]] = {
     "ReadShardBlocks": shard_wire.encode_blocks}  # type: ignore[dict-item]
 
@@ -144,18 +145,19 @@ def _client_cancelled(context: grpc.ServicerContext) -> bool:
     return getattr(state, "client", None) == "cancelled"
 
 
-def _write_shard(service: StorageService) -> Callable:
-    """WriteShard: as `_unary`, plus dropping the staged write if the RPC ends cancelled.
+def _write_shard(service: StorageService, name: str = "WriteShard") -> Callable:
+    """WriteShard (or WriteShardOnce, its request as the stream's items): as `_unary`, plus
+    dropping the staged write if the RPC ends cancelled.
 
     A client that cancels mid-stream can look to the handler like one that finished: the end
     of the messages arrives before the cancellation does."""
     def handler(messages, context):
         try:
-            ingest, reply = service.write_shard(messages)
+            ingest, reply = service.write_shard(iter(messages))
         except Exception as exc:
             if _cancelled(context, exc):
                 raise
-            _abort(context, status_of(exc, "WriteShard"))
+            _abort(context, status_of(exc, name))
             return None
 
         def drop_if_cancelled() -> None:
@@ -176,8 +178,8 @@ def build_sync_server(config: NodeConfig, service: StorageService,
     handlers = {}
     for name, _client_streaming, server_streaming in rpc_methods():
         fn = getattr(service, name)
-        if name == "WriteShard":
-            handlers[name] = _write_shard(service)
+        if name in ("WriteShard", "WriteShardOnce"):
+            handlers[name] = _write_shard(service, name)
         else:
             handlers[name] = (_server_stream if server_streaming else _unary)(name, fn)
     add_storage_handlers(server, handlers)

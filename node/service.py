@@ -149,10 +149,14 @@ class StorageService(MultipartOps, InspectOps):
                    ) -> pb.WriteShardReply:
         return self.write_shard(messages)[1]
 
+    def WriteShardOnce(self, items: list[WriteItem]) -> pb.WriteShardReply:
+        return self.write_shard(iter(items))[1]
+
     def write_shard(self, messages: Iterator[WriteItem | pb.WriteShardMessage]
                     ) -> tuple[ShardIngest, pb.WriteShardReply]:
         """The whole stream: header, blocks, then fsync and staging (and the commit that
-        may end the stream)."""
+        may end the stream). WriteShardOnce is the same, its request cut into these items
+        (common/shard_wire.py: decode_write_once)."""
         ingest = self.begin_write(write_header(next(messages, None)))
         commit = None
         try:

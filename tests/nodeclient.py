@@ -125,6 +125,23 @@ class NodeClient:
         commit = self.stub.CommitObject(request, timeout=TIMEOUT)
         return version_id, commit.is_latest
 
+    def put_once(self, bucket: str, key: str, data: bytes, g: pb.Geometry = GEOMETRY,
+                 version_id: str | None = None, meta: bytes = b"",
+                 shard_index: int = 0) -> tuple[str, bool]:
+        """`put` in one WriteShardOnce call (shard and commit): (version_id, is_latest)."""
+        version_id = version_id or uuid7()
+        data_id = str(uuid.uuid4())
+        header = pb.ShardHeader(bucket=bucket, key=key, data_id=data_id, part_number=1,
+                                shard_index=shard_index, geometry=g)
+        commit = pb.CommitObjectRequest(bucket=bucket, key=key, version_id=version_id,
+                                        meta=meta, shard_index=shard_index, geometry=g)
+        commit.parts.add(part_number=1, data_id=data_id, shard_size=len(data))
+        reply = self.stub.WriteShardOnce(pb.WriteShardOnceRequest(
+            header=header, blocks=pb.ShardBlocks(blocks=blocks_of(data, g)), commit=commit),
+            timeout=TIMEOUT)
+        assert reply.committed and reply.bytes == len(data)
+        return version_id, reply.is_latest
+
     def delete_marker(self, bucket: str, key: str, version_id: str | None = None) -> str:
         version_id = version_id or uuid7()
         self.stub.CommitObject(pb.CommitObjectRequest(

@@ -57,6 +57,9 @@ class LayerContext:
     # shard bytes each node sends with the metadata for a read from the start (one run: a
     # 1 MiB object then needs no second round trip)
     head_bytes: int = 1 << 20
+    # a PUT of one erasure block (too big to be inline) sends each node one WriteShardOnce
+    # call (shard and commit) instead of a WriteShard stream; False: always stream
+    write_once: bool = True
     # new objects (PUTs, multipart uploads) whose parity was raised for offline nodes
     parity_upgrades: int = 0
     _background: set[asyncio.Task[None]] = field(default_factory=set)

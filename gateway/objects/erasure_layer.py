@@ -65,6 +65,9 @@ if TYPE_CHECKING:
 
 __all__ = ["ErasureObjectLayer", "LayerStatistics", "build_erasure_layer"]
 
+# "off": one-block PUTs stream (WriteShard) instead of one WriteShardOnce call per node
+ENV_WRITE_ONCE = "TESSERA_GATEWAY_WRITE_ONCE"
+
 
 @dataclass(frozen=True)
 class LayerStatistics:
@@ -346,5 +349,6 @@ def build_erasure_layer(
     workers = max(2, os.cpu_count() or 2)
     ctx = LayerContext(pool=pool, placement=Placement(topology, parity),
                        heal=heal_queue or MemoryHealQueue(),
-                       executor=ThreadPoolExecutor(workers, thread_name_prefix="erasure"))
+                       executor=ThreadPoolExecutor(workers, thread_name_prefix="erasure"),
+                       write_once=os.environ.get(ENV_WRITE_ONCE, "on") != "off")
     return ErasureObjectLayer(ctx, encryption)

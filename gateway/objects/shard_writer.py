@@ -21,7 +21,7 @@ from typing import Protocol
 
 import grpc
 
-from common.shard_wire import Block, encode_write_blocks
+from common.shard_wire import Block, encode_write_blocks, encode_write_once
 from gateway.erasure import Geometry, block_hash, encode_block, encode_views
 from gateway.objects import errors as oe
 from gateway.objects.api import BodyStream
@@ -259,6 +259,8 @@ class _Pipeline:
         self._group: dict[int, list[Block]] = {}  # shard index -> blocks not sent yet
         self._grouped = 0  # erasure blocks in _group
         self.plan: CommitPlan | None = None  # the commit sent with the streams, if any
+        self._once: dict[int, list[Block]] = {}  # shard index -> blocks for WriteShardOnce
+        self.once_sent = False  # WriteShardOnce calls went out (their data may need aborting)
 
     def _stored_blocks(self, block: bytes, index: int, final: bool) -> list[bytes]:
         """Seals one plaintext block; the whole erasure blocks of stored bytes now complete
@@ -292,6 +294,15 @@ class _Pipeline:
         messages = {i: encode_write_blocks(blocks) for i, blocks in self._group.items()}
         self._group, self._grouped = {}, 0
         return messages
+
+    def _shard_blocks(self, stored: list[bytes]) -> dict[int, list[Block]]:
+        """Every shard's blocks (with hashes) of these erasure blocks, for WriteShardOnce."""
+        geometry = self.target.geometry
+        out: dict[int, list[Block]] = {}
+        for data in stored:
+            for i, shard in enumerate(encode_views(geometry, data)):
+                out.setdefault(i, []).append((shard, block_hash(geometry.hash_algorithm, shard)))
+        return out
 
     def _seal_encode(self, block: bytes, index: int,
                      final: bool) -> tuple[int, dict[int, bytes]]:
@@ -343,8 +354,10 @@ class _Pipeline:
                 await writer.send(messages[writer.index])
         self._check_quorum()
 
-    async def single_block(self, block: bytes, allow_inline: bool) -> WriteResult:
-        """A body of at most one block: kept for an inline commit when its shards are small."""
+    async def single_block(self, block: bytes, allow_inline: bool,
+                           once: bool = False) -> WriteResult:
+        """A body of at most one block: kept for an inline commit when its shards are small.
+        `once`: otherwise encoded but not sent (`write_once` sends it with its commit)."""
         geometry = self.target.geometry
         await self._hash(block)
         stored = await self.ctx.run_sized(len(block), self._stored_blocks, block, 0, True)
@@ -355,6 +368,9 @@ class _Pipeline:
             data = stored[0] if stored else b""
             shards = await self.ctx.run_sized(len(data), encode_block, geometry, data)
             return WriteResult(len(block), self.stored_size, md5, shard_size, inline=shards)
+        if once:
+            self._once = await self.ctx.run_sized(self.stored_size, self._shard_blocks, stored)
+            return WriteResult(len(block), self.stored_size, md5, shard_size)
         self.open_writers()
         await self._send(await self.ctx.run_sized(self.stored_size, self._encode, stored, True))
         return WriteResult(len(block), self.stored_size, md5, shard_size)
@@ -374,6 +390,45 @@ class _Pipeline:
             await self._send(messages)
             index += 1
             current, following = following, (await body.next() if following else None)
+
+    async def write_once(self, result: WriteResult,
+                         commit: Callable[[WriteResult], CommitPlan]) -> None:
+        """Sends each usable node its shard with its commit in one WriteShardOnce call (what a
+        WriteShard stream of header, blocks and commit does, in one message each way) and
+        fills in the result as `_end_streams` does. Waits for every node, as the streams do."""
+        t, eset, ctx = self.target, self.target.eset, self.ctx
+        usable = set(ctx.pool.usable(eset.nodes, eset.write_quorum))
+        targets = {i: n for i, n in enumerate(eset.nodes) if n in usable}
+        self.skipped = [n for n in eset.nodes if n not in usable]
+        result.written = dict(targets)
+        result.failures = _writer_failures([], self.skipped)
+        result.plan = self.plan = commit(result)
+        blob = result.plan.meta.to_bytes()
+        geometry = geometry_message(t.geometry)
+        index_of = {n: i for i, n in targets.items()}
+        timeout = ctx.timeouts.idle  # one message each way, as a stream's idle bound
+
+        def request(node: str) -> bytes:
+            i = index_of[node]
+            header = pb.ShardHeader(bucket=t.bucket, key=t.key, data_id=t.data_id,
+                                    part_number=t.part_number, upload_id=t.upload_id,
+                                    shard_index=i, geometry=geometry)
+            return encode_write_once(header.SerializeToString(), self._once.get(i, []),
+                                     result.plan.request(i, blob).SerializeToString())
+
+        self.once_sent = True
+        out = await fan_out(list(targets.values()), lambda n: ctx.pool.client(n).unary(
+            "WriteShardOnce", request(n), deadline=timeout), quorum=0, timeout=timeout + 1)
+        self._once = {}
+        result.commits = []
+        for r in out.results:
+            uncommitted = r.ok and not r.value.committed  # type: ignore[union-attr]
+            result.commits.append(NodeResult(r.node, error=NodeCallError(
+                r.node, grpc.StatusCode.UNKNOWN, "", "the write ended without its commit"))
+                if uncommitted else r)
+        result.written = {i: n for i, n in targets.items()
+                          if any(r.node == n and r.ok for r in result.commits)}
+        result.failures += [r for r in result.commits if not r.ok]
 
     def live(self) -> dict[int, str]:
         return {w.index: w.node for w in self.writers if w.alive}
@@ -465,9 +520,12 @@ async def write_stream(
         if first is not None and len(first) == sealer.plain_block_size:
             second = await body_blocks.next()
         if first is None or second is None:
-            result = await pipeline.single_block(first or b"", allow_inline)
+            once = commit is not None and ctx.write_once
+            result = await pipeline.single_block(first or b"", allow_inline, once)
             body_blocks.check_complete()
-            if result.inline is None:
+            if result.inline is None and once:
+                await pipeline.write_once(result, commit)  # type: ignore[arg-type]
+            elif result.inline is None:
                 await _end_streams(pipeline, result, commit)
             return result
         await pipeline.stream_blocks(first, second, body_blocks)
@@ -480,7 +538,7 @@ async def write_stream(
         await pipeline.wait_closed()
         if pipeline.plan is not None:  # some node may have committed it already
             await rollback_version(ctx, pipeline.plan, list(target.eset.nodes))
-        if pipeline.writers:
+        if pipeline.writers or pipeline.once_sent:
             await abort_write(ctx, target.eset.nodes, target.data_id)
         raise
     finally:

@@ -35,8 +35,11 @@ def test_aio_server_round_trip(tmp_path: Path) -> None:
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert os.listdir(Path(cluster.record("node-1").data_dir) / "tmp") == []
         one_shot(client)
+        once = os.urandom(2 * GEOMETRY.shard_block_size + 9)
+        client.put_once("aio", "once", once)  # WriteShardOnce: shard and commit in one call
+        assert client.read("aio", "once") == once
         with NodeClient.for_node(cluster) as again:
-            assert again.stat().objects == 3
+            assert again.stat().objects == 4
 
 
 def one_shot(client: NodeClient) -> None:

@@ -74,8 +74,12 @@ def _writer(client: NodeClient, stop: threading.Event, written: dict, acked: dic
         data = os.urandom(rng.choice([0, 100, SBS - 1, 2 * SBS + 5, 6 * SBS]))
         version_id = uuid7()
         written[version_id] = data
+        how = rng.random()
         try:
-            client.put("crash", key, data, version_id=version_id, inline=rng.random() < 0.3)
+            if how < 0.35 and data:  # the gateway's one-block write: shard and commit at once
+                client.put_once("crash", key, data, version_id=version_id)
+            else:
+                client.put("crash", key, data, version_id=version_id, inline=how < 0.55)
         except grpc.RpcError:
             return
         acked.setdefault(key, []).append(version_id)

@@ -64,6 +64,12 @@ def test_disk_full_refuses_cleanly(small_disk: Path) -> None:
         _assert_disk_full(err)
         assert client.stat().pending_writes == 0
         _assert_healthy(cluster, client, kept)
+        # ... and the same in one WriteShardOnce call with its commit: nothing committed
+        with pytest.raises(grpc.RpcError) as err:
+            client.put_once("full", "kept", os.urandom(2 * DISK))
+        _assert_disk_full(err)
+        assert client.stat().pending_writes == 0
+        _assert_healthy(cluster, client, kept)
 
         # 2. fill the disk with a staged write, then a commit whose metadata cannot fit
         free = client.stat().disk_free

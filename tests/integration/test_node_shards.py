@@ -208,6 +208,57 @@ def test_write_stream_ending_with_its_commit(node: tuple[Cluster, NodeClient]) -
             client.read_meta("shards", key)
 
 
+def test_write_shard_once(node: tuple[Cluster, NodeClient]) -> None:
+    """WriteShardOnce: header, blocks and commit in one call, with WriteShard's rules: a
+    corrupt block, a missing header or a commit of another write leave nothing behind; a
+    commit that does not fit the write leaves the write staged, as a stream's does."""
+    cluster, client = node
+    data = os.urandom(5 * SBS + 3)
+
+    def request(key: str, *, blocks: list[pb.ShardBlock] | None = None, size: int = len(data),
+                commit_data_id: str = "") -> pb.WriteShardOnceRequest:
+        data_id = str(uuid.uuid4())
+        return pb.WriteShardOnceRequest(
+            header=pb.ShardHeader(bucket="shards", key=key, data_id=data_id, part_number=1,
+                                  shard_index=0, geometry=GEOMETRY),
+            blocks=pb.ShardBlocks(blocks=blocks_of(data) if blocks is None else blocks),
+            commit=pb.CommitObjectRequest(
+                bucket="shards", key=key, version_id=uuid7(), shard_index=0, geometry=GEOMETRY,
+                parts=[pb.PartRef(part_number=1, data_id=commit_data_id or data_id,
+                                  shard_size=size)]))
+
+    ok = request("once")
+    reply = client.stub.WriteShardOnce(ok, timeout=10)
+    assert (reply.committed, reply.is_latest, reply.bytes, reply.blocks) == (True, True,
+                                                                             len(data), 6)
+    assert client.read("shards", "once") == data
+    assert client.read_meta("shards", "once")[0].version_id == ok.commit.version_id
+
+    rotten = blocks_of(data)
+    rotten[2] = pb.ShardBlock(data=rotten[2].data, hash=bytes(16))
+    no_header = request("bad-none")
+    no_header.ClearField("header")
+    for key, bad in (("bad-hash", request("bad-hash", blocks=rotten)),
+                     ("bad-none", no_header),
+                     ("bad-other", request("bad-other", commit_data_id=str(uuid.uuid4())))):
+        with pytest.raises(grpc.RpcError) as err:
+            client.stub.WriteShardOnce(bad, timeout=10)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, key
+        with pytest.raises(grpc.RpcError) as err:
+            client.read_meta("shards", key)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert client.stat().pending_writes == 0 and _tmp_files(cluster) == []
+
+    wrong_size = request("once", size=len(data) - 1)
+    with pytest.raises(grpc.RpcError) as err:
+        client.stub.WriteShardOnce(wrong_size, timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert client.read_meta("shards", "once")[0].version_id == ok.commit.version_id
+    assert client.stat().pending_writes == 1  # staged, as after a stream's failed commit
+    client.stub.AbortWrite(pb.AbortWriteRequest(data_id=wrong_size.header.data_id), timeout=10)
+    assert client.stat().pending_writes == 0 and _tmp_files(cluster) == []
+
+
 def test_read_meta_with_head_blocks(node: tuple[Cluster, NodeClient]) -> None:
     """ReadMeta(head_bytes) returns whole verified blocks from the start of part 1 of the
     first version; none for inline versions, and none (rather than an error) when the first

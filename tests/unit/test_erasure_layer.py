@@ -149,12 +149,15 @@ def test_commit_below_quorum_rolls_back():
     run(go())
 
 
-@pytest.mark.parametrize("size", [SMALL_BLOCK // 2, SMALL_BLOCK * 5 + 3])
-def test_streamed_put_commits_at_the_end_of_each_stream(size):
-    """One round trip per node: no separate CommitObject; a node whose commit fails is
-    missed (healed later) while a write quorum committed."""
+@pytest.mark.parametrize(("size", "write_once", "call"), [
+    (SMALL_BLOCK // 2, True, "WriteShardOnce"), (SMALL_BLOCK // 2, False, "WriteShard"),
+    (SMALL_BLOCK * 5 + 3, True, "WriteShard")])
+def test_streamed_put_commits_at_the_end_of_each_stream(size, write_once, call):
+    """One round trip per node (a one-block object: one WriteShardOnce call): no separate
+    CommitObject; a node whose commit fails is missed (healed later) while a write quorum
+    committed."""
     async def go():
-        layer, nodes, heal = small_layer()
+        layer, nodes, heal = small_layer(write_once=write_once)
         await layer.make_bucket("b")
         for n in nodes.values():
             n.calls.clear()
@@ -162,7 +165,7 @@ def test_streamed_put_commits_at_the_end_of_each_stream(size):
         nodes["node-2"].fail_next["CommitObject"] = NodeCallError("node-2",
                                                                   grpc.StatusCode.INTERNAL)
         info = await put(layer, "k", data)
-        assert all(n.calls == ["WriteShard"] for n in nodes.values())
+        assert all(n.calls == [call] for n in nodes.values())
         assert await read_all(layer, "b", "k") == data
         assert [(i.version_id, i.nodes) for i in heal.items()] == [(info.version_id,
                                                                      ("node-2",))]

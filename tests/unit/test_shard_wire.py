@@ -11,8 +11,10 @@ from common.shard_wire import (
     WireError,
     decode_blocks,
     decode_write_message,
+    decode_write_once,
     encode_blocks,
     encode_write_blocks,
+    encode_write_once,
 )
 from proto import storage_pb2 as pb
 
@@ -75,3 +77,37 @@ def test_unknown_fields_are_skipped() -> None:
 def test_malformed_bytes_raise(wire: bytes) -> None:
     with pytest.raises(WireError):
         decode_blocks(wire)
+
+
+@pytest.mark.parametrize("sizes", SIZES)
+@pytest.mark.parametrize("with_commit", [True, False])
+def test_write_once_both_ways(sizes: list[int], with_commit: bool) -> None:
+    """WriteShardOnceRequest: ours parses with protobuf, protobuf's decodes to the stream
+    items (header, blocks if any, commit if any) the service takes."""
+    blocks = _blocks(sizes)
+    header = pb.ShardHeader(bucket="b", key="k", data_id="d", part_number=1, shard_index=3)
+    commit = pb.CommitObjectRequest(bucket="b", key="k", version_id="v", shard_index=3)
+    ours = encode_write_once(header.SerializeToString(),
+                             [(memoryview(d), h) for d, h in blocks],
+                             commit.SerializeToString() if with_commit else None)
+    parsed = pb.WriteShardOnceRequest.FromString(ours)
+    assert parsed.header == header and parsed.HasField("commit") == with_commit
+    assert [(b.data, b.hash) for b in parsed.blocks.blocks] == blocks
+    wire = pb.WriteShardOnceRequest(
+        header=header, blocks=pb.ShardBlocks(blocks=[pb.ShardBlock(data=d, hash=h)
+                                                     for d, h in blocks]),
+        commit=commit if with_commit else None).SerializeToString()
+    for encoded in (ours, wire):
+        items = decode_write_once(encoded)
+        assert pb.ShardHeader.FromString(bytes(items[0].header)) == header
+        got = [(bytes(d), h) for item in items[1:] for d, h in item.blocks]
+        assert got == blocks
+        commits = [item.commit for item in items if item.commit is not None]
+        assert [pb.CommitObjectRequest.FromString(bytes(c)) for c in commits] == (
+            [commit] if with_commit else [])
+
+
+def test_write_once_without_header_has_no_header() -> None:
+    items = decode_write_once(pb.WriteShardOnceRequest(
+        blocks=pb.ShardBlocks(blocks=[pb.ShardBlock(data=b"x", hash=b"h")])).SerializeToString())
+    assert items[0].header is None
