@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ import grpc
 
 from bench import limits
 from cluster.certs import ClusterCA
-from cluster.launcher import Cluster, ClusterSpec
+from cluster.launcher import Cluster, ClusterSpec, free_port
 from common import bitrot
 from proto import storage_pb2 as pb
 from proto import storage_pb2_grpc
@@ -138,10 +137,6 @@ def _small_ops(stub, n: int, in_flight: int, make: Callable[[int], object],
     return n / (time.perf_counter() - start)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _grpc_baseline() -> dict[str, float]:
@@ -149,7 +144,7 @@ def _grpc_baseline() -> dict[str, float]:
     root = Path(tempfile.mkdtemp(prefix="tessera-bench-grpc-"))
     ca = ClusterCA.open(root)
     server, client = ca.issue("sink"), ca.issue("client", server=False)
-    port = _free_port()
+    port = free_port()
     sink = subprocess.Popen([sys.executable, "-m", "bench._grpc_sink", str(port),
                              str(ca.cert_path), str(server.cert), str(server.key)])
     creds = grpc.ssl_channel_credentials(ca.cert_path.read_bytes(), client.key.read_bytes(),

@@ -27,15 +27,13 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cluster.launcher import free_port
+
 ACCESS, SECRET = "bench-admin", "bench-secret-123"
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = 32
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def granian_app():
@@ -48,7 +46,7 @@ def granian_app():
 
 @contextmanager
 def gateway(server: str):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MINIO_ROOT_USER": ACCESS, "MINIO_ROOT_PASSWORD": SECRET,
            "TESSERA_GATEWAY_LOG_LEVEL": "warning"}
     if server == "uvicorn":

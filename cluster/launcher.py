@@ -38,10 +38,10 @@ from .certs import ClusterCA, identity_of_pem
 from .probes import Probe, probe_gateway, probe_kes, probe_node
 from .processes import ProcessRecord, is_alive, process_state, spawn, stop
 
-__all__ = ["DEFAULT_KES_KEY", "Cluster", "ClusterError", "ClusterSpec"]
+__all__ = ["DEFAULT_KES_KEY", "Cluster", "ClusterError", "ClusterSpec", "free_port"]
 
 DEFAULT_KES_KEY = "minio-default-key"
-# Deterministic port scheme for `make cluster` (tests use free ephemeral ports instead).
+# Deterministic port scheme for `make cluster` (tests use free ports instead, see free_port).
 GATEWAY_HTTP_BASE = 9000
 GATEWAY_HTTPS_BASE = 9100
 NODE_BASE = 9200
@@ -96,8 +96,35 @@ def _passthrough(environ: Mapping[str, str] | None = None) -> dict[str, str]:
             if k.startswith("MINIO_") and k not in _NOT_PASSED}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
+_handed_out: set[int] = set()  # ports this process already gave a cluster
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def free_port() -> int:
+    """A free loopback port *below* the ephemeral range: a port from that range may be taken
+    as the source port of some outgoing connection before the process meant for it binds it
+    (seen as "Address already in use" in busy test runs), and again while it is restarted."""
+    low, _ = _ephemeral_range()
+    candidates = range(max(1024, low - 12000), low)
+    for _ in range(500):
+        port = secrets.choice(candidates)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket() as s:  # nothing free below the range: let the kernel choose
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
@@ -183,7 +210,7 @@ class Cluster:
         ca = ClusterCA.open(self.root / "certs")
         admin = ca.issue("cluster-admin", server=False)
         kes_client = ca.issue("kes-client", server=False)
-        port = _free_port if spec.ports == "auto" else None
+        port = free_port if spec.ports == "auto" else None
 
         def pick(base: int, i: int) -> int:
             return port() if port else base + i

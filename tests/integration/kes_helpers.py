@@ -6,7 +6,6 @@ import base64
 import contextlib
 import http.client
 import json
-import socket
 import ssl
 import subprocess
 import sys
@@ -59,10 +58,6 @@ def unb64(text: str) -> bytes:
     return base64.b64decode(text)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

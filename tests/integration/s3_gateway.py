@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
-import socket
 import ssl
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 
 from cluster.certs import ClusterCA
+from cluster.launcher import free_port
 from cluster.probes import probe_gateway
 
 __all__ = ["DOMAIN", "RawResponse", "S3Endpoint", "raw_request", "s3", "signed_headers"]
@@ -87,10 +87,6 @@ class S3Endpoint:
         return result
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -98,7 +94,7 @@ def memory_gateway(root: Path) -> Iterator[S3Endpoint]:
     """`python -m gateway --memory` on free loopback ports, stopped by pid on exit."""
     ca = ClusterCA.open(root / "certs")
     pair = ca.issue("gateway")
-    http_port, https_port = _free_port(), _free_port()
+    http_port, https_port = free_port(), free_port()
     log = root / "gateway.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MINIO_", "AWS_"))}
     env.update({"MINIO_ROOT_USER": ACCESS_KEY, "MINIO_ROOT_PASSWORD": SECRET_KEY,

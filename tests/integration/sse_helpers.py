@@ -9,7 +9,6 @@ import base64
 import contextlib
 import hashlib
 import os
-import socket
 import sqlite3
 import struct
 import subprocess
@@ -18,7 +17,7 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from cluster.launcher import Cluster
+from cluster.launcher import Cluster, free_port
 from cluster.probes import probe_gateway
 from common.bitrot import block_hash, hash_len
 from kes.client import KESClient, KESConfig
@@ -119,16 +118,12 @@ def kes_admin(cluster: Cluster, call: str, *args: str) -> object:
     return asyncio.run(go())
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def gateway_command(cluster: Cluster, state: Path) -> tuple[list[str], str, str]:
     """gateway-1's command line on fresh ports and state directory: (argv, http, https)."""
     argv = list(cluster.by_role("gateway")[0].argv)
-    http, https = f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"
+    http, https = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     for flag, value in (("--listen", http), ("--tls-listen", https), ("--state-dir", str(state))):
         argv[argv.index(flag) + 1] = value
     return argv, http, https

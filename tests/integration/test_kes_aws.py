@@ -17,11 +17,12 @@ import pytest
 import yaml
 
 from cluster.certs import ClusterCA
+from cluster.launcher import free_port
 from kes.client import KESClient, KESConfig
 from kes.errors import KESUnavailable, KeyNotFound
 from kes.keyfile import decode_key
 
-from .kes_helpers import call, free_port, kes_server, tls_context
+from .kes_helpers import call, kes_server, tls_context
 
 CREDS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing",
          "region_name": "us-east-1"}

@@ -17,11 +17,12 @@ import pytest
 import yaml
 
 from cluster.certs import ClusterCA
+from cluster.launcher import free_port
 from kes.client import KESClient, KESConfig
 from kes.errors import NotAllowed
 from kes.identity import identity_of_pem
 
-from .kes_helpers import call, free_port, kes_server, tls_context
+from .kes_helpers import call, kes_server, tls_context
 
 NOT_ALLOWED = "not authorized: insufficient permissions"
 

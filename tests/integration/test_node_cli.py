@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -11,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from cluster.launcher import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -18,10 +19,6 @@ def _node(*args: str) -> list[str]:
     return [sys.executable, "-m", "node", *args]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _refused(argv: list[str]) -> str:
@@ -38,7 +35,7 @@ def _refused(argv: list[str]) -> str:
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, str, Path]]:
     """A node on plain TCP (asked explicitly) in tmp_path/data; stopped by pid at the end."""
-    data, listen = tmp_path / "data", f"127.0.0.1:{_free_port()}"
+    data, listen = tmp_path / "data", f"127.0.0.1:{free_port()}"
     log = (tmp_path / "node.log").open("w")
     proc = subprocess.Popen(_node("--data", str(data), "--listen", listen, "--node-id", "cli-1",
                                   "--insecure"), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
@@ -73,7 +70,7 @@ def test_busy_port_is_refused(running: tuple[subprocess.Popen, str, Path],
 
 def test_data_dir_in_use_is_refused(running: tuple[subprocess.Popen, str, Path]) -> None:
     _, _, data = running
-    line = _refused(_node("--data", str(data), "--listen", f"127.0.0.1:{_free_port()}",
+    line = _refused(_node("--data", str(data), "--listen", f"127.0.0.1:{free_port()}",
                           "--node-id", "cli-3", "--insecure"))
     assert "in use" in line
 
@@ -82,7 +79,7 @@ def test_unusable_data_dir_is_refused(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     line = _refused(_node("--data", str(blocker / "data"), "--listen",
-                          f"127.0.0.1:{_free_port()}", "--node-id", "cli-4", "--insecure"))
+                          f"127.0.0.1:{free_port()}", "--node-id", "cli-4", "--insecure"))
     assert str(blocker / "data") in line
 
 
