@@ -12,10 +12,10 @@ import asyncio
 import contextlib
 import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
+from bench._cluster import on_one_gateway_cluster
 from bench._s3client import S3Connection
 from bench.limits import MB, measure
 
@@ -199,16 +199,7 @@ async def _measure(cluster) -> list[dict]:
 
 
 def run() -> list[dict]:
-    from cluster.launcher import Cluster, ClusterSpec
-
-    with tempfile.TemporaryDirectory(prefix="tessera-bench-") as tmp:
-        cluster = Cluster(Path(tmp))
-        try:
-            cluster.up(ClusterSpec(nodes=6, gateways=1, kes=0, parity=2, ports="auto"),
-                       log=lambda _line: None)
-            return asyncio.run(_measure(cluster))
-        finally:
-            cluster.down()
+    return on_one_gateway_cluster(_measure)
 
 
 if __name__ == "__main__":
