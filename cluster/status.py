@@ -101,7 +101,7 @@ def print_status(cluster: Cluster, out=print) -> int:
         probe = {n: f.result() for n, f in probes.items()}
         stat = {n: f.result() for n, f in stats.items()}
         metrics = {g: f.result() for g, f in heal.items()}
-    healthy = _processes(cluster, states, probe, out)
+    healthy = _processes(cluster, states, probe, metrics, out)
     _nodes(cluster, stat, out)
     writable = _sets(cluster, stat, out)
     _kes(cluster, probe, out)
@@ -110,7 +110,7 @@ def print_status(cluster: Cluster, out=print) -> int:
 
 
 def _processes(cluster: Cluster, states: dict[str, str], probe: dict[str, Probe],
-               out) -> bool:
+               metrics: dict[str, dict[str, float] | str], out) -> bool:
     spec = cluster.meta.get("spec", {})
     out(f"Tessera cluster at {cluster.root}: {spec.get('nodes', 0)} nodes, "
         f"{spec.get('gateways', 0)} gateways, {spec.get('kes', 0)} KES")
@@ -119,8 +119,10 @@ def _processes(cluster: Cluster, states: dict[str, str], probe: dict[str, Probe]
     for r in cluster.records:
         p = probe.get(r.name)
         healthy = healthy and p is not None and p.ok
+        seen = metrics.get(r.name)
+        draining = isinstance(seen, dict) and seen.get("tessera_gateway_draining") == 1
         out(f"{r.name:<11} {r.role:<8} {r.address:<16} {r.pid:<8} {states[r.name]:<8} "
-            f"{p.detail if p else '-'}")
+            f"{p.detail if p else '-'}{' (draining: not ready)' if draining else ''}")
     return healthy
 
 

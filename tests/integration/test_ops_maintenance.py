@@ -120,6 +120,9 @@ def test_a_drained_gateway_is_not_ready_but_serves_s3(cluster: Cluster) -> None:
 def test_the_cluster_tool_undrains(cluster: Cluster) -> None:
     _tool(cluster, "drain", "gateway-2")
     assert _get(cluster, "gateway-2", "/minio/health/ready")[0] == 503
+    status = _tool(cluster, "status").splitlines()
+    assert any(line.startswith("gateway-2 ") and "(draining" in line for line in status), status
+    assert not any(line.startswith("gateway-1 ") and "draining" in line for line in status)
     out = _tool(cluster, "undrain", "gateway-2")
     assert "HTTP 200" in out and not (cluster.root / "gateway-2" / "drain").exists()
     assert _get(cluster, "gateway-2", "/minio/health/ready")[0] == 200
