@@ -56,7 +56,7 @@ from gateway.objects.health import ClusterHealth, probe_cluster
 from gateway.objects.metadata import ObjectMeta
 from gateway.objects.quorum import fan_out
 from gateway.objects.versions import read_version
-from gateway.placement import Placement
+from gateway.placement import Placement, write_quorum
 from gateway.storage_client import NodeTLS, Timeouts
 from proto import storage_pb2 as pb
 
@@ -220,10 +220,14 @@ class ErasureObjectLayer:
         request = pb.UpdateMetaRequest(bucket=bucket, key=key, version_id=chosen.version_id,
                                        meta=meta.to_bytes())
         timeout = self.ctx.timeouts.unary
-        quorum = meta.erasure.data_shards if meta.erasure.data_shards > \
-            meta.erasure.parity_shards else meta.erasure.data_shards + 1
+        quorum = write_quorum(meta.erasure.data_shards, meta.erasure.parity_shards)
         out = await fan_out(list(chosen.holders), lambda n: self.ctx.pool.client(n).unary(
             "UpdateMeta", request, deadline=timeout), quorum=quorum, timeout=timeout + 1)
+        # A node left with the old metadata (its call failed, or it lacks the version) would
+        # serve it until healed: queue it now instead of waiting for the scanner to notice.
+        updated = {r.node for r in out.results if r.ok}
+        self.ctx.record_heal(bucket, key, chosen.version_id, "meta-stale",
+                             [n for n in eset.nodes if n not in updated])
         out.require(write=True, what=f"update metadata of {bucket}/{key}")
         return meta.object_info(bucket, key, chosen.version_id)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import grpc
 import pytest
 
 from gateway.objects import errors as oe
@@ -82,4 +83,21 @@ def test_untagged_blob_has_no_tag_field():
                                     layer.ctx.placement.locate("b", "tagged"))
         assert b'"tg"' not in plain.meta.to_bytes()
         assert ObjectMeta.from_bytes(tagged.meta.to_bytes()).metadata.tags == TAGGED.tags
+    run(go())
+
+
+def test_a_node_that_missed_a_metadata_change_is_queued_for_healing():
+    async def go():
+        layer, nodes, heal = memory_layer(inline_limit=0, block_size=4 * 4096)
+        await layer.make_bucket("b")
+        data = bytes(range(256)) * 100
+        info = await layer.put_object("b", "k", body(data), size=len(data), metadata=TAGGED)
+        assert heal.items() == []
+        late = list(nodes)[5]
+        nodes[late].fail_next["UpdateMeta"] = nodes[late]._error(
+            grpc.StatusCode.UNAVAILABLE, "injected")
+        await layer.update_metadata("b", "k", "", tags={"x": "1"})
+        (item,) = heal.items()
+        assert (item.key, item.version_id, item.reason, item.nodes) == (
+            "k", info.version_id, "meta-stale", (late,))
     run(go())
