@@ -7,7 +7,6 @@ The S3 front's tests cover the HTTP path; these check bytes, quorum and healing 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import os
 import random
@@ -27,6 +26,7 @@ from gateway.objects.erasure_layer import ErasureObjectLayer, build_erasure_laye
 from gateway.storage_client import Timeouts
 from proto import storage_pb2 as pb
 from tests.conftest import running_cluster
+from tests.integration.layer_helpers import ensure_bucket, get, stopped
 
 META = PutMetadata(content_type="application/octet-stream")
 TIMEOUTS = Timeouts(unary=2.0, idle=2.0, stream=120.0)
@@ -63,35 +63,6 @@ async def body(data: bytes, chunk: int = 256 * 1024) -> AsyncIterator[bytes]:
 
 async def put(layer: ErasureObjectLayer, bucket: str, key: str, data: bytes):
     return await layer.put_object(bucket, key, body(data), size=len(data), metadata=META)
-
-
-async def get(layer: ErasureObjectLayer, bucket: str, key: str, start: int = 0,
-              length: int | None = None) -> bytes:
-    reader = await layer.open_object(bucket, key)
-    try:
-        return b"".join([c async for c in reader.stream(start, length)])
-    finally:
-        await reader.close()
-
-
-async def ensure_bucket(layer: ErasureObjectLayer, bucket: str) -> None:
-    with contextlib.suppress(oe.BucketAlreadyExists):
-        await layer.make_bucket(bucket)
-
-
-@contextlib.contextmanager
-def stopped(cluster: Cluster, *names: str, sig: int = signal.SIGKILL) -> Iterator[None]:
-    """Nodes killed (or paused) for the block; running again afterwards, whatever happens."""
-    for name in names:
-        cluster.kill(name, sig)
-    try:
-        yield
-    finally:
-        for name in names:
-            if sig == signal.SIGSTOP:
-                cluster.resume(name)
-            elif cluster.state_of(name) == "down":
-                cluster.start(name)
 
 
 SIZES = [0, 1, 1000, 524_288, 524_289, BLOCK_SIZE - 1, BLOCK_SIZE, BLOCK_SIZE + 1,

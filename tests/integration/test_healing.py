@@ -9,12 +9,10 @@ node). Each test proves a repair the way a user would: by reading every object b
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -36,6 +34,7 @@ from gateway.objects.metadata import ObjectMeta
 from gateway.objects.version_ids import new_version_id
 from gateway.storage_client import Timeouts
 from tests.conftest import running_cluster
+from tests.integration.layer_helpers import ensure_bucket, get, stopped
 from tests.nodeclient import NodeClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,34 +93,6 @@ async def put_multipart(layer: ErasureObjectLayer, bucket: str, key: str,
                                        size=len(data))
         done.append(CompletedPart(number, info.etag))
     await layer.complete_multipart_upload(bucket, key, upload.upload_id, done)
-
-
-async def get(layer: ErasureObjectLayer, bucket: str, key: str) -> bytes:
-    reader = await layer.open_object(bucket, key)
-    try:
-        return b"".join([c async for c in reader.stream()])
-    finally:
-        await reader.close()
-
-
-async def ensure_bucket(layer: ErasureObjectLayer, bucket: str) -> None:
-    with contextlib.suppress(oe.BucketAlreadyExists):
-        await layer.make_bucket(bucket)
-
-
-@contextlib.contextmanager
-def stopped(cluster: Cluster, *names: str, sig: int = signal.SIGKILL) -> Iterator[None]:
-    """Nodes killed (or paused) for the block; running again afterwards, whatever happens."""
-    for name in names:
-        cluster.kill(name, sig)
-    try:
-        yield
-    finally:
-        for name in names:
-            if sig == signal.SIGSTOP:
-                cluster.resume(name)
-            elif cluster.state_of(name) == "down":
-                cluster.start(name)
 
 
 def node_client(cluster: Cluster, name: str) -> NodeClient:
