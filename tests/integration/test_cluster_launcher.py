@@ -9,11 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import boto3
-from botocore.config import Config
-
 from cluster.launcher import Cluster
 from cluster.processes import ProcessRecord, is_alive
+from tests.integration.sse_helpers import endpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,11 +32,8 @@ def _pids(root: Path) -> dict[str, int]:
 
 
 def _s3(cluster: Cluster):
-    access, secret = cluster.credentials
-    return boto3.session.Session().client(
-        "s3", endpoint_url=cluster.gateway_url(0), aws_access_key_id=access,
-        aws_secret_access_key=secret, region_name="us-east-1",
-        config=Config(retries={"max_attempts": 5, "mode": "standard"}))
+    return endpoint(cluster).client(retries={"max_attempts": 5, "mode": "standard"},
+                                    s3={})
 
 
 def test_up_is_idempotent_status_tells_health_and_data_survives_down_up(tmp_path: Path):

@@ -9,13 +9,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from cluster.launcher import Cluster
 from cluster.processes import stop as stop_process
 from tests.conftest import running_cluster
+from tests.integration.sse_helpers import endpoint
 from tests.nodeclient import NodeClient
 
 GATEWAY_ENV = {
@@ -33,11 +32,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 def s3(cluster: Cluster):
-    access, secret = cluster.credentials
-    return boto3.session.Session().client(
-        "s3", endpoint_url=cluster.gateway_url(0), aws_access_key_id=access,
-        aws_secret_access_key=secret, region_name="us-east-1",
-        config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"}))
+    return endpoint(cluster).client(retries={"max_attempts": 1})
 
 
 def queued(cluster: Cluster) -> dict[str, float]:

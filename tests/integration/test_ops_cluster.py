@@ -17,13 +17,12 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from cluster.launcher import Cluster
 from tests.conftest import running_cluster
+from tests.integration.sse_helpers import endpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,13 +47,7 @@ def _get(cluster: Cluster, path: str, headers: dict[str, str] | None = None,
 
 
 def _client(cluster: Cluster, *, https: bool = False):
-    access, secret = cluster.credentials
-    return boto3.session.Session().client(
-        "s3", endpoint_url=cluster.gateway_url(0, https=https), aws_access_key_id=access,
-        aws_secret_access_key=secret, region_name="us-east-1",
-        verify=str(cluster.ca_path) if https else None,
-        config=Config(retries={"max_attempts": 1, "mode": "standard"},
-                      s3={"addressing_style": "path"}, signature_version="s3v4"))
+    return endpoint(cluster).client(https=https, signature_version="s3v4")
 
 
 def _env_file(cluster: Cluster) -> dict[str, str]:

@@ -14,13 +14,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from cluster.launcher import Cluster
 from gateway.ops.prometheus_auth import make_token
 from tests.conftest import running_cluster
+from tests.integration.sse_helpers import endpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 MAINTENANCE = "/minio/health/cluster?maintenance=true"
@@ -63,12 +62,7 @@ def _tool(cluster: Cluster, *args: str) -> str:
 
 
 def _s3(cluster: Cluster, index: int = 0):
-    access, secret = cluster.credentials
-    return boto3.session.Session().client(
-        "s3", endpoint_url=cluster.gateway_url(index), aws_access_key_id=access,
-        aws_secret_access_key=secret, region_name="us-east-1",
-        config=Config(retries={"max_attempts": 1, "mode": "standard"},
-                      s3={"addressing_style": "path"}, signature_version="s3v4"))
+    return endpoint(cluster, index).client(signature_version="s3v4")
 
 
 def test_maintenance_is_200_while_everything_is_up(cluster: Cluster) -> None:

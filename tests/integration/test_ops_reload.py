@@ -14,10 +14,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 import yaml
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from cryptography import x509
 
@@ -25,6 +23,7 @@ from cluster.certs import ClusterCA
 from cluster.launcher import Cluster
 from kes.identity import identity_of_pem
 from tests.conftest import running_cluster
+from tests.integration.sse_helpers import endpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 SSE = {"ServerSideEncryption": "AES256"}
@@ -39,13 +38,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 def _s3(cluster: Cluster, *, https: bool = False):
-    access, secret = cluster.credentials
-    return boto3.session.Session().client(
-        "s3", endpoint_url=cluster.gateway_url(0, https=https), aws_access_key_id=access,
-        aws_secret_access_key=secret, region_name="us-east-1",
-        verify=str(cluster.ca_path) if https else None,
-        config=Config(retries={"max_attempts": 1, "mode": "standard"},
-                      s3={"addressing_style": "path"}, signature_version="s3v4"))
+    return endpoint(cluster).client(https=https, signature_version="s3v4")
 
 
 def _reload(cluster: Cluster) -> str:

@@ -11,16 +11,15 @@ import socket
 import time
 from collections.abc import Iterator
 
-import boto3
 import pytest
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from cluster.launcher import Cluster
 from tests.conftest import running_cluster
+from tests.integration.sse_helpers import endpoint
 
 BUCKET = "gate"
 SIZE = 256 << 10
@@ -35,10 +34,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 def _client(cluster: Cluster):
-    access, secret = cluster.credentials
-    return boto3.client("s3", endpoint_url=cluster.gateway_url(0), aws_access_key_id=access,
-                        aws_secret_access_key=secret, region_name="us-east-1",
-                        config=Config(retries={"total_max_attempts": 1}))
+    return endpoint(cluster).client(retries={"total_max_attempts": 1})
 
 
 def _start_put(cluster: Cluster, key: str, body: bytes) -> socket.socket:
